@@ -1,0 +1,38 @@
+"""Timing functions reliably, with ``torch.utils.benchmark`` (warm-up, repeats, CUDA sync)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from torch.utils import benchmark
+
+__all__ = ["time_function", "compare_timings"]
+
+
+def time_function(fn: Callable, *args, min_run_time: float = 0.2, **kwargs) -> float:
+    """Median seconds per call of ``fn(*args, **kwargs)``.
+
+    ``torch.utils.benchmark`` warms up, repeats until ``min_run_time`` seconds
+    have passed, synchronises CUDA, and keeps PyTorch's thread count fixed, so
+    timings of different functions are comparable within one run.
+    """
+    timer = benchmark.Timer(stmt="fn(*args, **kwargs)", globals={"fn": fn, "args": args, "kwargs": kwargs})
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def compare_timings(
+    functions: Mapping[str, Callable], *args, baseline: str | None = None, min_run_time: float = 0.2, **kwargs
+) -> list[dict]:
+    """Time each of ``functions`` on the same arguments.
+
+    Returns one row per function: ``name``, ``seconds`` (median per call) and
+    ``ratio`` (its time divided by the ``baseline`` function's; default: the
+    first one). Rows are plain dicts, ready for ``pandas.DataFrame``.
+    """
+    if not functions:
+        raise ValueError("functions must name at least one function")
+    baseline = baseline or next(iter(functions))
+    if baseline not in functions:
+        raise ValueError(f"baseline must be one of {list(functions)}, got {baseline!r}")
+    seconds = {name: time_function(fn, *args, min_run_time=min_run_time, **kwargs) for name, fn in functions.items()}
+    return [{"name": name, "seconds": s, "ratio": s / seconds[baseline]} for name, s in seconds.items()]
