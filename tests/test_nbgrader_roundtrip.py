@@ -1,0 +1,105 @@
+"""The nbgrader round trip, as an instructor runs it, on every lab.
+
+For each lab: the instructor's solution, submitted as a student would (answer
+cells filled in), gets full marks on every autograded cell; the untouched
+student version gets zero; and planted mistakes get partial marks with
+feedback that names the mistake.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import nbformat
+import pytest
+from nbgrader_course import LAB_NAMES, SOLUTIONS, Submission, feedback_html, grade, new_course, notebook_path, solved_copy
+
+pytestmark = pytest.mark.slow
+
+# Lab 1's planted mistake: padding applied with one pixel too many on every side.
+PADDING_LINE = "x = F.pad(x, (padding, padding, padding, padding))"
+
+
+def pad_off_by_one(grade_id: str, code: str) -> str:
+    if grade_id != "conv2d_loops":
+        return code
+    assert code.count(PADDING_LINE) == 1, f"lab 1's conv2d_loops solution no longer contains {PADDING_LINE!r}"
+    return code.replace(PADDING_LINE, "x = F.pad(x, (padding + 1, padding + 1, padding + 1, padding + 1))")
+
+
+def untouched(release, source):
+    return release
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = new_course(tmp_path_factory.mktemp("roundtrip"))
+    submissions = [Submission("solution", lab, solved_copy) for lab in LAB_NAMES]
+    submissions += [Submission("untouched", lab, untouched) for lab in LAB_NAMES]
+    submissions.append(
+        Submission("padding_off_by_one", "lab01_convolution", lambda r, s: solved_copy(r, s, pad_off_by_one))
+    )
+    seconds = grade(course, submissions)
+    print("\nnbgrader round trip, seconds per step:", {k: round(v, 1) for k, v in seconds.items()})
+    return course, {(s.student, s.lab): s for s in submissions}
+
+
+def cell_ids(lab: str) -> tuple[set[str], set[str]]:
+    """(autograded test cells, manually graded answer cells) of a lab, from its instructor source."""
+    source = nbformat.read(notebook_path(SOLUTIONS, lab), as_version=4)
+    meta = [c.metadata.get("nbgrader", {}) for c in source.cells]
+    tests = {m["grade_id"] for m in meta if m.get("grade") and not m.get("solution")}
+    manual = {m["grade_id"] for m in meta if m.get("grade") and m.get("solution")}
+    return tests, manual
+
+
+@pytest.mark.parametrize("lab", LAB_NAMES)
+def test_lab_has_the_required_parts(lab):
+    tests, manual = cell_ids(lab)
+    source = notebook_path(SOLUTIONS, lab).read_text()
+    assert tests, f"{lab} has no autograded test cell"
+    assert manual, f"{lab} has no manually graded written answer"
+    assert "### BEGIN HIDDEN TESTS" in source, f"{lab} has no hidden tests"
+
+
+@pytest.mark.parametrize("lab", LAB_NAMES)
+def test_solution_gets_full_marks(graded, lab):
+    _, subs = graded
+    results = subs["solution", lab].results
+    tests, manual = cell_ids(lab)
+    lost = {name: results[name] for name in tests if results[name][0] != results[name][1]}
+    assert not lost, f"the instructor's solution of {lab} loses points on {lost}"
+    # Written answers wait for a person: autograding gives them no score.
+    assert all(results[name][0] is None for name in manual)
+
+
+@pytest.mark.parametrize("lab", LAB_NAMES)
+def test_untouched_lab_scores_zero(graded, lab):
+    course, subs = graded
+    results = subs["untouched", lab].results
+    tests, _ = cell_ids(lab)
+    scored = {name: results[name] for name in tests if results[name][0] != 0}
+    assert not scored, f"the untouched student version of {lab} scores on {scored}"
+    assert "NotImplementedError" in feedback_html(course, subs["untouched", lab])
+
+
+def test_padding_mistake_gets_partial_marks_and_is_named(graded):
+    course, subs = graded
+    sub = subs["padding_off_by_one", "lab01_convolution"]
+    tests, _ = cell_ids("lab01_convolution")
+    lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
+    # Every conv2d_loops test fails (padding is wrong even for padding=0); nothing else does.
+    assert lost == {name for name in tests if name.startswith("test_loops")}
+    earned = sum(sub.results[name][0] for name in tests)
+    possible = sum(sub.results[name][1] for name in tests)
+    assert 0 < earned < possible
+    assert "padding off by one" in feedback_html(course, sub)
+
+
+def test_grades_are_exported(graded):
+    course, subs = graded
+    with open(course / "grades.csv") as f:
+        rows = {(r["student_id"], r["assignment"]): float(r["score"]) for r in csv.DictReader(f)}
+    for key, sub in subs.items():
+        autograded = sum(score for score, _ in sub.results.values() if score is not None)
+        assert rows[key] == pytest.approx(autograded), f"exported score of {key} differs from the gradebook"
