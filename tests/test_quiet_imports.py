@@ -18,3 +18,12 @@ def test_import_writes_nothing(module):
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == "", f"importing {module} printed:\n{result.stdout}{result.stderr}"
+
+
+def test_timing_writes_nothing():
+    # time_function loads torch.utils.benchmark, whose import may log a CUDA_HOME warning;
+    # chapters time code, so that warning must not reach the page.
+    code = "import torch; from course_lib.analysis import time_function; time_function(torch.ones(2).sum, min_run_time=0.01)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", f"timing printed:\n{result.stderr}"
