@@ -56,7 +56,7 @@ def seed_everything(seed: int = 0, *, deterministic: bool = False) -> torch.Gene
     Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its
     own stream (shuffles, splits) independent of the global one.
     """
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)

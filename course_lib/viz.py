@@ -16,12 +16,13 @@ __all__ = ["to_image_array", "show_images", "show_kernels"]
 
 
 def to_image_array(image) -> np.ndarray:
-    """A (C, H, W) or (H, W) tensor/array as an (H, W) or (H, W, 3) NumPy array for ``imshow``."""
+    """A (C, H, W) tensor/array with C in (1, 3), an (H, W, 3) array or an (H, W) one,
+    as an (H, W) or (H, W, 3) NumPy array for ``imshow``."""
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if array.ndim == 3 and array.shape[0] in (1, 3):
         array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
-    if array.ndim not in (2, 3):
-        raise ValueError(f"image must have shape (C, H, W) with C in (1, 3) or (H, W), got {array.shape}")
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"image must have shape (C, H, W) with C in (1, 3), (H, W, 3) or (H, W), got {array.shape}")
     return array
 
 

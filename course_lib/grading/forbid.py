@@ -7,9 +7,10 @@ Two mechanisms, because shortcuts come in two kinds:
   the same ATen operator. A ``TorchDispatchMode`` sees each ATen call however it
   was reached, so matching operator names there cannot be side-stepped by an
   import alias.
-* Python functions (``course_lib``'s own reference solutions). A profile hook
-  compares the code object of every Python call, which also catches a function
-  imported under another name.
+* Python functions (``course_lib``'s own reference solutions). While the
+  context is active, each forbidden function's code is swapped for code that
+  refuses: the function object is the same under every name it was imported
+  as, so an alias is refused too, on every call.
 """
 
 from __future__ import annotations
@@ -53,6 +54,39 @@ class _RefuseOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+# id(refusing code object) -> message; a refusing code object exists only inside forbid_calls.
+_REFUSALS: dict[int, str] = {}
+
+
+def _refuse(*args, **kwargs):
+    # This body runs as the forbidden function's code, so with *that* function's
+    # module globals: it reaches back here through __import__, a builtin every module sees.
+    __import__("course_lib.grading.forbid", fromlist=["_raise_refusal"])._raise_refusal()
+
+
+def _raise_refusal():
+    raise ForbiddenCallError(_REFUSALS[id(sys._getframe(1).f_code)])
+
+
+@contextmanager
+def _refuse_functions(functions: Iterable[Callable], why: str):
+    """Swap each function's ``__code__`` for a refusal, and restore it afterwards."""
+    swapped = []
+    try:
+        for function in functions:
+            if function.__closure__:
+                raise ValueError(f"functions must be module-level functions, got the closure {function.__qualname__}")
+            code = _refuse.__code__.replace(co_name=function.__name__)
+            _REFUSALS[id(code)] = f"your code called {function.__module__}.{function.__qualname__}. {why}"
+            swapped.append((function, function.__code__, code))
+            function.__code__ = code
+        yield
+    finally:
+        for function, original, code in swapped:
+            function.__code__ = original
+            _REFUSALS.pop(id(code), None)
+
+
 @contextmanager
 def forbid_calls(
     *,
@@ -68,18 +102,5 @@ def forbid_calls(
         with forbid_calls(functions=[course_lib.layers.functional.conv2d]):
             out = student_conv2d(x, w)
     """
-    codes = {f.__code__: f"{f.__module__}.{f.__qualname__}" for f in functions}
-    previous = sys.getprofile()
-
-    def profiler(frame, event, arg):
-        if event == "call" and frame.f_code in codes:
-            raise ForbiddenCallError(f"your code called {codes[frame.f_code]}. {why}")
-
-    if codes:
-        sys.setprofile(profiler)
-    try:
-        with _RefuseOps(ops, why):
-            yield
-    finally:
-        if codes:
-            sys.setprofile(previous)
+    with _refuse_functions(functions, why), _RefuseOps(ops, why):
+        yield

@@ -13,8 +13,10 @@ Pair = tuple[int, int]
 
 def as_pair(name: str, value, least: int) -> Pair:
     """An int or a pair of ints, each at least ``least``, as a pair."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in pair):
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else None
+    if pair is None or len(pair) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= least for v in pair
+    ):
         raise ValueError(f"{name} must be an int or a pair of ints >= {least}, got {value!r}")
     return pair
 

@@ -1,0 +1,17 @@
+"""Fixtures shared by the unit tests of course_lib."""
+
+from __future__ import annotations
+
+import pytest
+
+# The environment variables that steer a run of the course (course_lib/config.py, course_lib/data).
+COURSE_VARIABLES = ("COURSE_DEVICE", "COURSE_SCALE", "COURSE_DATA")
+
+
+@pytest.fixture
+def course_env(monkeypatch):
+    """``monkeypatch`` with every COURSE_* variable unset, so a test starts from the defaults
+    whatever the shell that runs pytest exports (CI sets COURSE_SCALE, a GPU box COURSE_DEVICE)."""
+    for name in COURSE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
