@@ -8,7 +8,6 @@ wrong answer must get the message that names its mistake.
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 import torch
