@@ -1,6 +1,33 @@
-"""Measuring networks: output sizes, receptive fields, parameter and FLOP counts, timings."""
+"""Measuring networks: output sizes, receptive fields, parameter and FLOP counts, statistics, timings."""
 
+from .counting import FlopCount, count_flops, count_parameters, parameter_table
+from .receptive_field import (
+    POINTWISE_LAYERS,
+    ReceptiveField,
+    ReceptiveField2d,
+    empirical_receptive_field,
+    receptive_field,
+    receptive_field_of,
+)
 from .shapes import output_size
+from .stats import DEFAULT_LAYER_TYPES, activation_stats, gradient_stats
 from .timing import compare_timings, time_function
 
-__all__ = ["compare_timings", "output_size", "time_function"]
+__all__ = [
+    "DEFAULT_LAYER_TYPES",
+    "FlopCount",
+    "POINTWISE_LAYERS",
+    "ReceptiveField",
+    "ReceptiveField2d",
+    "activation_stats",
+    "compare_timings",
+    "count_flops",
+    "count_parameters",
+    "empirical_receptive_field",
+    "gradient_stats",
+    "output_size",
+    "parameter_table",
+    "receptive_field",
+    "receptive_field_of",
+    "time_function",
+]

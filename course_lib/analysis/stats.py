@@ -1,0 +1,168 @@
+"""Statistics of activations and gradients, layer by layer.
+
+The chapters on activations, initialisation and normalisation plot how these
+numbers change with depth: activations whose std shrinks to 0 or blows up
+layer after layer, ReLUs that output mostly zeros, gradients that vanish
+towards the input. For a tensor ``t`` with ``n`` entries each row reports
+
+.. math::
+
+    \\text{mean} = \\frac{1}{n}\\sum t, \\quad
+    \\text{std} = \\sqrt{\\frac{1}{n}\\sum (t - \\text{mean})^2}, \\quad
+    \\text{zeros} = \\frac{\\#\\{t = 0\\}}{n}, \\quad
+    \\text{norm} = \\sqrt{\\sum t^2}
+
+(the std without Bessel's correction; statistics computed in float64). Rows
+are plain dicts, ready for ``pandas.DataFrame``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .counting import _check_model
+
+__all__ = ["DEFAULT_LAYER_TYPES", "activation_stats", "gradient_stats"]
+
+# Layers whose outputs activation_stats reports by default: the linear maps, the
+# normalisations and the activation functions.
+DEFAULT_LAYER_TYPES = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Linear,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+)
+
+
+def _summary(t: torch.Tensor) -> dict:
+    """mean, std (population), zeros (fraction of exact zeros) and L2 norm of all entries of ``t``."""
+    t = t.detach().double()
+    return {
+        "mean": t.mean().item(),
+        "std": t.std(correction=0).item(),
+        "zeros": t.eq(0).double().mean().item(),
+        "norm": t.norm().item(),
+    }
+
+
+def activation_stats(model: nn.Module, batch: torch.Tensor, layer_types=DEFAULT_LAYER_TYPES) -> list[dict]:
+    """Statistics of the output of every layer of the given types, in the order the forward pass calls them.
+
+    Runs ``model(batch)`` once without autograd, in the model's current
+    train/eval mode (batch norm and dropout behave accordingly), with a forward
+    hook on each module that is an instance of ``layer_types``. A module called
+    several times (one ``nn.ReLU`` reused after every conv) gives one row per call.
+
+    Args:
+        model: any nn.Module.
+        batch: the input, e.g. (N, C, H, W).
+        layer_types: a class or tuple of classes (default :data:`DEFAULT_LAYER_TYPES`).
+
+    Returns:
+        Rows ``{"name", "type", "call", "shape", "mean", "std", "zeros", "norm"}``:
+        ``call`` counts the calls of that module (0 for the first), ``shape``
+        is the output's shape (batch included), and the statistics are over
+        all its entries (norm: of the whole batch's output).
+
+    The hooks are removed afterwards, also when the forward pass raises.
+    """
+    _check_model(model)
+    types = layer_types if isinstance(layer_types, tuple) else (layer_types,)
+    if not types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
+        raise ValueError(f"layer_types must be an nn.Module subclass or a tuple of them, got {layer_types!r}")
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, types)]
+    if not layers:
+        raise ValueError(f"model has no module of layer_types {[t.__name__ for t in types]}")
+    rows, calls = [], dict.fromkeys((name for name, _ in layers), 0)
+
+    def make_hook(name):
+        def hook(module, args, output):
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(
+                    f"layer {name!r} ({type(module).__name__}) returned {type(output).__name__}, not a tensor; "
+                    "leave its type out of layer_types"
+                )
+            row = {"name": name, "type": type(module).__name__, "call": calls[name], "shape": tuple(output.shape)}
+            rows.append({**row, **_summary(output)})
+            calls[name] += 1
+
+        return hook
+
+    handles = [module.register_forward_hook(make_hook(name)) for name, module in layers]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
+
+
+def gradient_stats(model: nn.Module, batch, loss_fn: Callable) -> list[dict]:
+    """Statistics of the loss's gradient with respect to every layer's weight.
+
+    One forward and backward pass: ``loss = loss_fn(model(x))`` when ``batch``
+    is a tensor ``x``, ``loss = loss_fn(model(x), y)`` when it is a pair
+    ``(x, y)`` (e.g. ``nn.CrossEntropyLoss()`` with labels ``y``). The
+    gradients come from ``torch.autograd.grad``: the parameters' ``.grad``
+    fields are left as they were, and no hooks are installed.
+
+    These are gradients of the *weights* (what the optimizer uses), not of
+    the layers' outputs. Rows follow the module registration order (usually
+    the forward order), one per module with a ``weight`` parameter that
+    requires grad (conv, linear, and normalisation layers' scales); biases are
+    left out. A weight the loss does not depend on has a zero gradient.
+
+    Returns:
+        Rows ``{"name", "type", "shape", "mean", "std", "zeros", "norm",
+        "weight_norm"}``: ``shape`` is the weight's shape, the statistics are
+        those of its gradient, ``weight_norm`` the weight's own L2 norm (their
+        ratio times the learning rate is the relative size of an SGD step).
+    """
+    _check_model(model)
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if isinstance(batch, torch.Tensor):
+        loss = loss_fn(model(batch))
+    elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+        loss = loss_fn(model(batch[0]), batch[1])
+    else:
+        raise ValueError(f"batch must be a tensor x or a pair (x, y), got {type(batch).__name__}")
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+        raise ValueError(f"loss_fn must return a scalar tensor, got {loss!r}")
+    layers = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.requires_grad
+    ]
+    if not layers:
+        raise ValueError("model has no weight parameter that requires grad")
+    weights = [module.weight for _, module in layers]
+    grads = torch.autograd.grad(loss, weights, allow_unused=True)
+    return [
+        {
+            "name": name,
+            "type": type(module).__name__,
+            "shape": tuple(module.weight.shape),
+            **_summary(grad if grad is not None else torch.zeros_like(module.weight)),
+            "weight_norm": module.weight.detach().double().norm().item(),
+        }
+        for (name, module), grad in zip(layers, grads)
+    ]
