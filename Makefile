@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 LABS := $(notdir $(patsubst %/,%,$(wildcard solutions/*/)))
 
-.PHONY: install book test labs lab clean
+.PHONY: install book test labs notebooks lab clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(STAMP)
 # (--no-db: a maintainer's regeneration leaves any gradebook alone).
 labs: $(STAMP)
 	for lab in $(LABS); do $(BIN)/nbgrader generate_assignment $$lab --force --no-db || exit 1; done
+
+# After editing a chapter: execute it, keep only the outputs nbval checks, strip the rest.
+notebooks: $(STAMP)
+	$(BIN)/python scripts/refresh_notebooks.py
 
 # Open the labs in JupyterLab, as a student does.
 lab: $(STAMP)
