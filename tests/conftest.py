@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
+
+# `make test` runs two pytest workers on a two-core machine: one torch thread per
+# worker keeps them from fighting over the cores (2 workers x 2 threads ran the
+# convolution tests 7x slower). Notebook kernels are separate processes, unaffected.
+torch.set_num_threads(1)
 
 # The environment variables that steer a run of the course (course_lib/config.py, course_lib/data).
 COURSE_VARIABLES = ("COURSE_DEVICE", "COURSE_SCALE", "COURSE_DATA")
