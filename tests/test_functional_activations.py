@@ -1,0 +1,213 @@
+"""course_lib's activations equal PyTorch's, values and gradients; maxout equals an independent version.
+
+Inputs are drawn away from the kinks (0, and 6 for ReLU6), where PyTorch and
+a from-scratch version may legitimately pick different one-sided derivatives.
+Each drawn tensor is checked to reach every branch of the function, so that a
+wrong branch cannot hide.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.layers.functional.activations import elu, leaky_relu, maxout, prelu, relu6
+
+TOLERANCES = {torch.float64: {"atol": 1e-12, "rtol": 1e-12}, torch.float32: {"atol": 1e-6, "rtol": 1e-6}}
+KINKS = (0.0, 6.0)
+MARGIN = 0.05
+
+
+def _input(shape, dtype=torch.float64, device="cpu", seed=0) -> torch.Tensor:
+    """Seeded values spread over about [-9, 9], none within MARGIN of a kink, as a leaf that requires grad."""
+    x = 3 * torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    for kink in KINKS:
+        near = (x - kink).abs() < MARGIN
+        x[near] += 2 * MARGIN
+    return x.to(dtype=dtype, device=device).requires_grad_()
+
+
+def assert_same_values_and_grads(ours, reference, tensors, tol) -> None:
+    """``ours(*tensors)`` equals ``reference(*tensors)``, and so do the gradients for a random upstream gradient."""
+    out, expected = ours(*tensors), reference(*tensors)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, **tol)
+    generator = torch.Generator().manual_seed(1)
+    upstream = torch.randn(expected.shape, generator=generator, dtype=expected.dtype).to(expected.device)
+    grads = torch.autograd.grad(out, tensors, upstream)
+    expected_grads = torch.autograd.grad(expected, tensors, upstream)
+    for index, (grad, expected_grad) in enumerate(zip(grads, expected_grads)):
+        torch.testing.assert_close(grad, expected_grad, **tol, msg=lambda m, i=index: f"grad of argument {i}: {m}")
+
+
+SHAPES = [(1, 3, 5, 7), (4, 2, 3, 3), (40,), (6, 5)]
+ELEMENTWISE = [
+    pytest.param(relu6, F.relu6, {}, id="relu6"),
+    pytest.param(leaky_relu, F.leaky_relu, {}, id="leaky_relu-default"),
+    pytest.param(leaky_relu, F.leaky_relu, {"negative_slope": 0.2}, id="leaky_relu-0.2"),
+    pytest.param(leaky_relu, F.leaky_relu, {"negative_slope": -0.5}, id="leaky_relu-negative-slope"),
+    pytest.param(elu, F.elu, {}, id="elu-default"),
+    pytest.param(elu, F.elu, {"alpha": 0.5}, id="elu-0.5"),
+    pytest.param(elu, F.elu, {"alpha": 2}, id="elu-int-2"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(("ours", "reference", "kwargs"), ELEMENTWISE)
+def test_elementwise_activation_matches_torch(ours, reference, kwargs, shape, dtype):
+    x = _input(shape, dtype)
+    assert (x < 0).any() and (x > 0).any()
+    assert_same_values_and_grads(lambda t: ours(t, **kwargs), lambda t: reference(t, **kwargs), [x], TOLERANCES[dtype])
+
+
+def test_relu6_inputs_reach_all_three_pieces():
+    """The drawn inputs cover x < 0, 0 < x < 6 and x > 6, so the elementwise test checks every piece of relu6."""
+    x = _input((1, 3, 5, 7))
+    assert (x < 0).any() and ((x > 0) & (x < 6)).any() and (x > 6).any()
+
+
+def test_elu_gradient_stays_finite_for_large_inputs():
+    """exp of a large positive input overflows; the from-scratch ELU must not turn that into a NaN gradient."""
+    x = torch.tensor([-800.0, -30.0, 30.0, 800.0], dtype=torch.float64, requires_grad=True)
+    assert_same_values_and_grads(elu, F.elu, [x], TOLERANCES[torch.float64])
+
+
+# --- prelu --------------------------------------------------------------------------------------
+
+PRELU_CASES = [
+    # (input shape, weight shape): one slope for all, one per channel, a 0-d weight, C equal to the
+    # last dimension (where broadcasting over the wrong axis would go unnoticed by the shapes).
+    ((2, 3, 4, 5), (1,)),
+    ((2, 3, 4, 5), (3,)),
+    ((2, 3, 4, 5), ()),
+    ((2, 3, 4, 3), (3,)),
+    ((1, 4, 6), (4,)),
+    ((5, 3), (3,)),
+    ((7,), (1,)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize(("shape", "weight_shape"), PRELU_CASES, ids=lambda s: "x".join(map(str, s)) or "scalar")
+def test_prelu_matches_torch(shape, weight_shape, dtype):
+    x = _input(shape, dtype)
+    weight = torch.rand(weight_shape, generator=torch.Generator().manual_seed(2), dtype=dtype).requires_grad_()
+    assert_same_values_and_grads(prelu, F.prelu, [x, weight], TOLERANCES[dtype])
+
+
+def test_prelu_uses_each_channels_own_slope():
+    """Channel c's negative inputs are scaled by weight[c] (dimension 1), not by the weight of their last index."""
+    x = -torch.ones(1, 2, 2, 2, dtype=torch.float64)
+    out = prelu(x, torch.tensor([0.1, 0.5], dtype=torch.float64))
+    assert torch.equal(out[0, 0], torch.full((2, 2), -0.1, dtype=torch.float64))
+    assert torch.equal(out[0, 1], torch.full((2, 2), -0.5, dtype=torch.float64))
+
+
+# --- maxout -------------------------------------------------------------------------------------
+
+
+def _tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _maxout_by_strided_selection(x: torch.Tensor, num_pieces: int, dim: int) -> torch.Tensor:
+    """Independent maxout: piece i of every group is channels i, i + k, i + 2k, ...; pairwise maximum of the pieces."""
+    channels = x.shape[dim]
+    pieces = [x.index_select(dim, torch.arange(i, channels, num_pieces, device=x.device)) for i in range(num_pieces)]
+    return functools.reduce(torch.maximum, pieces)
+
+
+MAXOUT_CASES = [
+    ((2, 6, 4, 5), 2, 1),
+    ((2, 6, 4, 5), 3, 1),
+    ((1, 6, 3, 3), 6, 1),
+    ((1, 4, 3, 2), 1, 1),
+    ((3, 8), 4, 1),
+    ((2, 3, 4, 6), 3, -1),
+    ((6, 5), 3, 0),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize(("shape", "num_pieces", "dim"), MAXOUT_CASES, ids=lambda v: "x".join(map(str, _tuple(v))))
+def test_maxout_matches_an_independent_version(shape, num_pieces, dim, dtype):
+    x = _input(shape, dtype)
+    expected_shape = list(shape)
+    expected_shape[dim] //= num_pieces
+    assert maxout(x, num_pieces, dim).shape == tuple(expected_shape)
+    ours = functools.partial(maxout, num_pieces=num_pieces, dim=dim)
+    independent = functools.partial(_maxout_by_strided_selection, num_pieces=num_pieces, dim=dim)
+    assert_same_values_and_grads(ours, independent, [x], TOLERANCES[dtype])
+
+
+def test_maxout_groups_consecutive_channels():
+    """Channels [0, 5 | 1, 4 | 2, 3] in pieces of 2 give [5, 4, 3]; interleaved groups would give something else."""
+    x = torch.tensor([0.0, 5.0, 1.0, 4.0, 2.0, 3.0]).view(1, 6, 1, 1)
+    assert maxout(x, 2).flatten().tolist() == [5.0, 4.0, 3.0]
+
+
+def _interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, C, ...) and (N, C, ...) -> (N, 2C, ...) with channels a0, b0, a1, b1, ...: each pair one maxout group."""
+    return torch.stack([a, b], dim=2).flatten(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("second_piece", "reference"),
+    [(torch.zeros_like, F.relu), (torch.neg, torch.abs)],
+    ids=["relu-is-maxout-of-x-and-0", "abs-is-maxout-of-x-and-minus-x"],
+)
+def test_relu_and_abs_are_maxouts(second_piece, reference):
+    x = _input((2, 3, 4, 5))
+    assert_same_values_and_grads(
+        lambda t: maxout(_interleave(t, second_piece(t)), 2), reference, [x], TOLERANCES[torch.float64]
+    )
+
+
+# --- bad arguments ------------------------------------------------------------------------------
+
+X = torch.zeros(2, 3, 4, 4)
+
+BAD_ARGS = [
+    ("relu6-list", relu6, dict(input=[1.0]), r"^input must be a torch\.Tensor"),
+    ("leaky_relu-numpy", leaky_relu, dict(input=X.numpy()), r"^input must be a torch\.Tensor"),
+    ("leaky_relu-slope-tensor", leaky_relu, dict(input=X, negative_slope=torch.tensor(0.1)), r"^negative_slope must be an int or a float"),
+    ("leaky_relu-slope-str", leaky_relu, dict(input=X, negative_slope="0.1"), r"^negative_slope must be"),
+    ("elu-alpha-none", elu, dict(input=X, alpha=None), r"^alpha must be an int or a float"),
+    ("elu-alpha-bool", elu, dict(input=X, alpha=True), r"^alpha must be"),
+    ("prelu-weight-list", prelu, dict(input=X, weight=[0.1]), r"^weight must be a torch\.Tensor"),
+    ("prelu-weight-too-long", prelu, dict(input=X, weight=torch.zeros(4)), r"^weight must be .* 1 or C = input\.shape\[1\] = 3 elements, got shape \(4,\)"),
+    ("prelu-weight-2d", prelu, dict(input=X, weight=torch.zeros(3, 1)), r"^weight must be a 0-d or 1-D tensor"),
+    ("prelu-weight-for-1d-input", prelu, dict(input=torch.zeros(5), weight=torch.zeros(5)), r"^weight must be .* C = input\.shape\[1\] = 1"),
+    ("maxout-not-dividing", maxout, dict(input=X, num_pieces=2), r"^num_pieces=2 must divide .*input\.shape\[1\] = 3"),
+    ("maxout-zero-pieces", maxout, dict(input=X, num_pieces=0), r"^num_pieces must be an int >= 1, got 0"),
+    ("maxout-float-pieces", maxout, dict(input=X, num_pieces=1.5), r"^num_pieces must be"),
+    ("maxout-bool-pieces", maxout, dict(input=X, num_pieces=True), r"^num_pieces must be"),
+    ("maxout-dim-too-large", maxout, dict(input=X, num_pieces=1, dim=4), r"^dim must be an int in \[-4, 3\]"),
+    ("maxout-input-list", maxout, dict(input=[1.0], num_pieces=1), r"^input must be a torch\.Tensor"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fn", "kwargs", "match"), [pytest.param(f, k, m, id=i) for i, f, k, m in BAD_ARGS])
+def test_bad_arguments_raise_naming_the_argument(fn, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fn(**kwargs)
+
+
+# --- on a GPU -----------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_activations_match_torch_on_cuda(dtype):
+    x = _input((2, 6, 5, 4), dtype, device="cuda")
+    weight = torch.rand(6, generator=torch.Generator().manual_seed(2), dtype=dtype).to("cuda").requires_grad_()
+    tol = TOLERANCES[dtype]
+    for ours, reference in [(relu6, F.relu6), (leaky_relu, F.leaky_relu), (elu, F.elu)]:
+        assert_same_values_and_grads(ours, reference, [x], tol)
+    assert_same_values_and_grads(prelu, F.prelu, [x, weight], tol)
+    assert_same_values_and_grads(lambda t: maxout(t, 3), lambda t: _maxout_by_strided_selection(t, 3, 1), [x], tol)
