@@ -1,0 +1,19 @@
+"""The architecture zoo: every model of the course, built by name.
+
+    from course_lib.models import create_model, list_models
+    model = create_model("resnet18", num_classes=10, in_channels=3, small_input=True)
+
+One file per family; each builder is registered under its name.
+"""
+
+from .pretrained import load_torchvision_weights, transfer_state_dict
+from .registry import create_model, list_models, model_builder, register_model
+
+__all__ = [
+    "create_model",
+    "list_models",
+    "load_torchvision_weights",
+    "model_builder",
+    "register_model",
+    "transfer_state_dict",
+]

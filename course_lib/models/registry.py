@@ -1,0 +1,56 @@
+"""The model registry: every architecture of the course by name.
+
+Each family file decorates its builder functions with :func:`register_model`;
+``create_model("resnet18", num_classes=10)`` then builds one by name and
+:func:`list_models` lists them, like timm's registry.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+
+from torch import nn
+
+__all__ = ["register_model", "list_models", "create_model", "model_builder"]
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a builder under its function name. Builders take ``num_classes`` and ``in_channels``."""
+    name = builder.__name__
+    if name in _BUILDERS:
+        raise ValueError(f"a model named {name!r} is already registered (by {_BUILDERS[name].__module__})")
+    _BUILDERS[name] = builder
+    return builder
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered models matching a shell-style ``pattern`` (e.g. ``"resnet*"``)."""
+    return sorted(name for name in _BUILDERS if fnmatch.fnmatch(name, pattern))
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered as ``name``."""
+    try:
+        return _BUILDERS[name]
+    except KeyError:
+        close = [n for n in _BUILDERS if name.split("_")[0] in n][:8]
+        hint = f"; similar: {close}" if close else ""
+        raise ValueError(f"name must be a registered model, got {name!r}{hint}. See list_models().") from None
+
+
+def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, **kwargs) -> nn.Module:
+    """Build the model registered as ``name``.
+
+    Args:
+        name: one of :func:`list_models`.
+        num_classes: outputs of the classifier (or output maps of a segmentation model).
+        in_channels: channels of the input images (1 for MNIST, 3 for RGB).
+        **kwargs: the builder's own options, e.g. ``small_input=True`` for 28x28 / 32x32 inputs.
+    """
+    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
+    return model_builder(name)(num_classes=num_classes, in_channels=in_channels, **kwargs)
