@@ -1,4 +1,4 @@
-"""Figures the chapters share: image grids and kernels, with matplotlib.
+"""Figures the chapters share: image grids, kernels and timings, with matplotlib.
 
 Every function returns the matplotlib ``Figure`` so a notebook can adjust it
 further; in a notebook the figure is shown when the cell ends.
@@ -6,13 +6,14 @@ further; in a notebook the figure is shown when the cell ends.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
-__all__ = ["to_image_array", "show_images", "show_kernels"]
+__all__ = ["to_image_array", "show_images", "show_kernels", "show_timings"]
 
 
 def to_image_array(image) -> np.ndarray:
@@ -26,40 +27,91 @@ def to_image_array(image) -> np.ndarray:
     return array
 
 
+def _abs_max(arrays: Sequence[np.ndarray]) -> float:
+    """Largest |value| in ``arrays``, or 1 when all are 0 (a colour scale needs a range)."""
+    return max(float(np.abs(a).max()) for a in arrays) or 1.0
+
+
+def _panel_limits(arrays: list[np.ndarray], symmetric: bool, share: bool, vmin, vmax) -> list[tuple]:
+    """(vmin, vmax) of each panel; None where matplotlib picks the limit (and for RGB panels, which have none)."""
+    flat = [a for a in arrays if a.ndim == 2]
+    shared = None
+    if vmin is not None or vmax is not None:
+        shared = (vmin, vmax)
+    elif share and flat:
+        if symmetric:
+            shared = (-_abs_max(flat), _abs_max(flat))
+        else:
+            shared = (min(float(a.min()) for a in flat), max(float(a.max()) for a in flat))
+    limits = []
+    for array in arrays:
+        if array.ndim != 2:
+            limits.append((None, None))
+        elif shared is not None:
+            limits.append(shared)
+        elif symmetric:
+            limits.append((-_abs_max([array]), _abs_max([array])))
+        else:
+            limits.append((None, None))
+    return limits
+
+
 def show_images(
     images: Sequence,
     titles: Sequence[str] | None = None,
     *,
     ncols: int | None = None,
-    cmap: str = "gray",
+    cmap: str | None = None,
+    cmaps: Sequence[str | None] | None = None,
     size: float = 2.6,
     suptitle: str | None = None,
     symmetric: bool = False,
+    share_limits: bool = False,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ):
     """Show images side by side, one per axis, without ticks.
 
     Args:
-        images: tensors or arrays of shape (C, H, W) or (H, W).
+        images: tensors or arrays of shape (C, H, W) with C in (1, 3), (H, W, 3) or (H, W).
         titles: one title per image.
         ncols: images per row (default: all in one row, at most 6).
-        cmap: colormap for single-channel images.
-        symmetric: centre the colormap on 0 (for signed filter responses; uses 'RdBu_r').
+        cmap: colormap of the single-channel images (default 'gray', or
+            'RdBu_r' with ``symmetric``). RGB images are shown as they are.
+        cmaps: one colormap per image, e.g. ``["gray", "RdBu_r"]`` for a photo
+            beside its signed Sobel response; a None entry falls back to ``cmap``.
+        symmetric: centre the colour scale on 0, from ``-m`` to ``m`` with
+            ``m`` the largest ``|value|`` (for signed filter responses).
+        share_limits: one colour scale for all single-channel panels, from
+            the smallest to the largest value of all of them (with
+            ``symmetric``: ``m`` over all of them), so panels compare directly.
+            Without it, each panel is scaled to its own range.
+        vmin, vmax: fixed limits of the colour scale, the same for every
+            single-channel panel (e.g. ``vmin=0, vmax=1`` for images in [0, 1]);
+            not combined with ``symmetric`` or ``share_limits``.
     """
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"titles must have one entry per image ({len(images)}), got {len(titles)}")
-    ncols = ncols or min(len(images), 6)
-    nrows = -(-len(images) // ncols)
+    n = len(images)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
+    if cmaps is not None and len(cmaps) != n:
+        raise ValueError(f"cmaps must have one entry per image ({n}), got {len(cmaps)}")
+    if (vmin is not None or vmax is not None) and (symmetric or share_limits):
+        raise ValueError("vmin/vmax fix the colour scale: do not combine them with symmetric or share_limits")
+    arrays = [to_image_array(image) for image in images]
+    limits = _panel_limits(arrays, symmetric, share_limits, vmin, vmax)
+    default_cmap = cmap or ("RdBu_r" if symmetric else "gray")
+    ncols = ncols or min(n, 6)
+    nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
-        if k >= len(images):
+        if k >= n:
             continue
-        array = to_image_array(images[k])
-        if symmetric and array.ndim == 2:
-            limit = float(np.abs(array).max()) or 1.0
-            ax.imshow(array, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        if arrays[k].ndim == 2:
+            panel_cmap = (cmaps[k] if cmaps is not None else None) or default_cmap
+            ax.imshow(arrays[k], cmap=panel_cmap, vmin=limits[k][0], vmax=limits[k][1])
         else:
-            ax.imshow(array, cmap=cmap if array.ndim == 2 else None)
+            ax.imshow(arrays[k])
         if titles is not None:
             ax.set_title(titles[k], fontsize=10)
     if suptitle:
@@ -83,3 +135,100 @@ def show_kernels(weight: torch.Tensor, *, ncols: int = 8, size: float = 1.2, sup
         w = (w - lo) / (hi - lo).clamp_min(1e-12)
         return show_images(list(w), ncols=ncols, size=size, suptitle=suptitle)
     return show_images(list(w), ncols=min(ncols, len(w)), size=size, suptitle=suptitle, symmetric=True)
+
+
+_TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}
+_TIMING_KEYS = ("name", "seconds", "ratio")
+
+
+def _timing_frame(rows: Sequence[Mapping], by: str | None) -> tuple[pd.DataFrame, str | None]:
+    """The rows as a DataFrame, after checking them; and the key that tells the runs apart."""
+    if not rows:
+        raise ValueError("rows must hold at least one timing")
+    extra = list(dict.fromkeys(key for row in rows for key in row if key not in _TIMING_KEYS))
+    if by is None and len(extra) > 1:
+        raise ValueError(f"rows have several extra keys {extra}: pass by= the one that tells the runs apart")
+    by = by if by is not None else (extra[0] if extra else None)
+    for k, row in enumerate(rows):
+        missing = [key for key in ("name", "seconds", by) if key is not None and key not in row]
+        if missing:
+            raise ValueError(f"rows[{k}] lacks {missing}: each row needs 'name', 'seconds'" + (f" and {by!r}" if by else ""))
+    frame = pd.DataFrame([dict(row) for row in rows])
+    if by is None:
+        frame["run"] = ""  # a single run: one group of bars
+    repeated = frame.duplicated([by or "run", "name"]).to_numpy()
+    if repeated.any():
+        first = rows[int(repeated.argmax())]
+        where = f" for {by} = {first[by]!r}" if by else ""
+        raise ValueError(f"rows time {first['name']!r} twice{where}" + ("" if by else ": pass by= the key that tells the runs apart"))
+    return frame, by
+
+
+def show_timings(
+    rows: Sequence[Mapping],
+    *,
+    by: str | None = None,
+    baseline: str | None = None,
+    unit: str = "ms",
+    xlabel: str | None = None,
+    title: str | None = None,
+    legend_title: str = "function",
+    figsize: tuple[float, float] = (7, 3.8),
+):
+    """Timings of several functions as a table, and their slowdowns as a log-scale bar plot.
+
+    Args:
+        rows: dicts with ``name``, ``seconds`` and ``ratio``, as returned by
+            :func:`course_lib.analysis.compare_timings`, from one run or from
+            several, each row then carrying the setting that varies between
+            runs under an extra key (e.g. ``{"size": 64, **row}``).
+        by: that extra key (default: the only key besides name, seconds, ratio).
+        baseline: the function the others are compared with (default: the one
+            whose ``ratio`` is 1 in every run, i.e. ``compare_timings``'
+            baseline). The plotted ratios are ``seconds / seconds of baseline``
+            in the same run.
+        unit: of the table's times: ``"s"``, ``"ms"`` or ``"us"``.
+        xlabel, title: of the plot (defaults: ``by`` and "Time relative to <baseline>").
+        legend_title: title of the plot's legend.
+
+    Returns:
+        ``(table, fig)``: ``table`` is a DataFrame of median times in ``unit``,
+        one row per value of ``by`` and one column per function, in the order
+        the rows first name them (a combination not timed is NaN); ``fig`` shows
+        for every run one bar per function other than the baseline, its time
+        divided by the baseline's, on a log scale with a dashed line at 1
+        (above it: slower than the baseline).
+    """
+    if unit not in _TIME_UNITS:
+        raise ValueError(f"unit must be one of {list(_TIME_UNITS)}, got {unit!r}")
+    frame, by = _timing_frame(rows, by)
+    index = by or "run"
+    names = list(dict.fromkeys(frame["name"]))
+    seconds = frame.pivot(index=index, columns="name", values="seconds").reindex(
+        index=list(dict.fromkeys(frame[index])), columns=names
+    )
+    if baseline is None:
+        if "ratio" not in frame:
+            raise ValueError("rows have no 'ratio': pass baseline= the function to compare with")
+        ratios = frame.pivot(index=index, columns="name", values="ratio")
+        candidates = [name for name in names if (ratios[name] == 1.0).all()]
+        if not candidates:
+            raise ValueError("no function has ratio 1 in every run: pass baseline= the function to compare with")
+        baseline = candidates[0]
+    elif baseline not in names:
+        raise ValueError(f"baseline must be one of {names}, got {baseline!r}")
+    if len(names) < 2:
+        raise ValueError(f"rows must time at least one function besides the baseline {baseline!r}")
+
+    table = seconds * _TIME_UNITS[unit]
+    if by is None:
+        table.index.name = None
+    slowdown = seconds.div(seconds[baseline], axis=0).drop(columns=baseline)
+    fig, ax = plt.subplots(figsize=figsize)
+    slowdown.plot.bar(ax=ax, logy=True, rot=0)
+    ax.axhline(1.0, color="k", linewidth=1, linestyle="--")
+    ax.set_xlabel(xlabel if xlabel is not None else (by or ""))
+    ax.set_ylabel(f"time / time of {baseline} (log)")
+    ax.set_title(title if title is not None else f"Time relative to {baseline}")
+    ax.legend(title=legend_title)
+    return table, fig

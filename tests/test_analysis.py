@@ -1,26 +1,17 @@
-"""course_lib.analysis (output sizes, timings) and course_lib.viz (the figures the chapters share).
+"""course_lib.analysis: output sizes and timings.
 
-The figures are tested here, beside the other measuring tools, with matplotlib's
-non-interactive Agg backend so that no window opens wherever pytest runs.
+The figures of course_lib.viz, timing plots included, are tested in test_viz.py.
 """
 
 from __future__ import annotations
 
 import itertools
 
-import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
 
-matplotlib.use("Agg")  # before pyplot is imported (course_lib.viz imports it)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from course_lib.analysis import compare_timings, output_size, time_function  # noqa: E402
-from course_lib.viz import show_images, show_kernels, to_image_array  # noqa: E402
+from course_lib.analysis import compare_timings, output_size, time_function
 
 # --- output_size --------------------------------------------------------------------------------
 
@@ -128,90 +119,3 @@ def test_compare_timings_forwards_keyword_arguments():
 def test_compare_timings_bad_arguments_raise(functions, baseline, match):
     with pytest.raises(ValueError, match=match):
         compare_timings(functions, -1, baseline=baseline, min_run_time=FAST)
-
-
-# --- viz ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    """Figures stay in pyplot's registry until closed; close them so tests do not pile them up."""
-    yield
-    plt.close("all")
-
-
-def _images(n: int, seed: int = 0) -> list:
-    """``n`` images in every accepted form: (1, H, W), (3, H, W) and (H, W) tensors, an (H, W) array."""
-    generator = torch.Generator().manual_seed(seed)
-    forms = [
-        lambda: torch.rand(1, 6, 5, generator=generator),
-        lambda: torch.rand(3, 6, 5, generator=generator),
-        lambda: torch.rand(6, 5, generator=generator),
-        lambda: torch.rand(6, 5, generator=generator).numpy(),
-    ]
-    return [forms[k % len(forms)]() for k in range(n)]
-
-
-def _axes_with_images(fig) -> list:
-    return [ax for ax in fig.axes if ax.images]
-
-
-@pytest.mark.parametrize(
-    ("n", "ncols", "grid"),
-    [(1, None, (1, 1)), (4, None, (1, 4)), (8, None, (2, 6)), (7, 3, (3, 3))],
-    ids=["one", "four-in-a-row", "eight-default-six-per-row", "seven-three-per-row"],
-)
-def test_show_images_draws_one_axis_per_image(n, ncols, grid):
-    images = _images(n)
-    fig = show_images(images, [f"image {k}" for k in range(n)], ncols=ncols)
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == grid[0] * grid[1]
-    drawn = _axes_with_images(fig)
-    assert len(drawn) == n
-    for k, ax in enumerate(drawn):
-        assert ax.get_title() == f"image {k}"
-        np.testing.assert_allclose(ax.images[0].get_array(), to_image_array(images[k]), rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("n_titles", [2, 4])
-def test_show_images_rejects_titles_that_do_not_match(n_titles):
-    with pytest.raises(ValueError, match=f"titles must have one entry per image \\(3\\), got {n_titles}"):
-        show_images(_images(3), [str(k) for k in range(n_titles)])
-
-
-def test_show_images_symmetric_centres_the_colormap_on_zero():
-    response = torch.tensor([[-0.5, 0.1], [2.0, 0.0]])
-    (ax,) = _axes_with_images(show_images([response], symmetric=True))
-    assert ax.images[0].get_clim() == (-2.0, 2.0)
-    assert ax.images[0].get_cmap().name == "RdBu_r"
-
-
-def test_to_image_array_converts_chw_to_hwc():
-    image = torch.rand(3, 4, 5, generator=torch.Generator().manual_seed(0))
-    np.testing.assert_array_equal(to_image_array(image), image.permute(1, 2, 0).numpy())
-    np.testing.assert_array_equal(to_image_array(image[:1]), image[0].numpy())
-
-
-@pytest.mark.parametrize("shape", [(2, 4, 5), (4,), (1, 1, 4, 5)], ids=["two-channels", "1d", "4d"])
-def test_to_image_array_rejects_other_shapes(shape):
-    with pytest.raises(ValueError, match="image must have shape"):
-        to_image_array(torch.zeros(shape))
-
-
-@pytest.mark.parametrize("c_in", [1, 3], ids=["gray", "rgb"])
-def test_show_kernels_draws_one_image_per_output_channel(c_in):
-    weight = torch.randn(5, c_in, 3, 3, generator=torch.Generator().manual_seed(0))
-    drawn = _axes_with_images(show_kernels(weight))
-    assert len(drawn) == 5
-    for ax in drawn:
-        array = ax.images[0].get_array()
-        if c_in == 3:  # each kernel rescaled to span [0, 1] for RGB display
-            assert array.shape == (3, 3, 3) and array.min() == pytest.approx(0) and array.max() == pytest.approx(1)
-        else:  # signed weights around a centred diverging colormap
-            assert ax.images[0].get_clim()[0] == -ax.images[0].get_clim()[1]
-
-
-@pytest.mark.parametrize("shape", [(5, 3, 3), (4, 2, 3, 3), (4, 4, 3, 3)], ids=["3d", "two-in-channels", "four-in-channels"])
-def test_show_kernels_rejects_bad_shapes(shape):
-    with pytest.raises(ValueError, match=r"weight must have shape \(C_out, 1 or 3, kH, kW\)"):
-        show_kernels(torch.zeros(shape))
