@@ -69,9 +69,18 @@ def test_depthwise_separable_parameters_and_output():
     torch.testing.assert_close(block(x), expected, atol=1e-12, rtol=0)
 
 
+def test_depthwise_separable_can_use_the_from_scratch_conv():
+    fast = DepthwiseSeparableConv2d(4, 8, 3).double()
+    scratch = DepthwiseSeparableConv2d(4, 8, 3, conv_layer=Conv2d).double()
+    assert isinstance(scratch.depthwise[0], Conv2d)
+    scratch.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(scratch(x), fast(x), atol=1e-12, rtol=0)
+
+
 def test_depthwise_separable_with_norm_and_activation():
     block = DepthwiseSeparableConv2d(4, 8, 3, stride=2, norm_layer=nn.BatchNorm2d, activation=nn.ReLU)
-    assert [type(m) for m in block.depthwise] == [Conv2d, nn.BatchNorm2d, nn.ReLU]
+    assert [type(m) for m in block.depthwise] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
     assert block(torch.randn(2, 4, 8, 8)).shape == (2, 8, 4, 4)
 
 

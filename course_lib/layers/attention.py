@@ -1,11 +1,15 @@
-"""Attention inside CNNs: squeeze-and-excitation, CBAM, self-attention on feature maps (T68-T70)."""
+"""Attention inside CNNs: squeeze-and-excitation, CBAM, self-attention on feature maps (T68-T70).
+
+The projections inside these blocks are plain ``nn.Conv2d`` layers: the lesson
+here is the attention, and the models of the zoo that use these blocks must
+train at PyTorch's speed.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .conv import Conv2d
 from .functional import global_avg_pool2d
 
 __all__ = ["SqueezeExcitation", "CBAM", "SelfAttention2d"]
@@ -28,8 +32,8 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, squeeze_channels: int | None = None):
         super().__init__()
         squeeze = squeeze_channels or max(1, channels // reduction)
-        self.fc1 = Conv2d(channels, squeeze, 1)
-        self.fc2 = Conv2d(squeeze, channels, 1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
         self.relu = nn.ReLU(inplace=True)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,8 +56,8 @@ class CBAM(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
         super().__init__()
         hidden = max(1, channels // reduction)
-        self.mlp = nn.Sequential(Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), Conv2d(hidden, channels, 1))
-        self.spatial = Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.spatial = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2)
 
     def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, 1, 1) channel weights."""
@@ -91,9 +95,9 @@ class SelfAttention2d(nn.Module):
     def __init__(self, channels: int, reduction: int = 8):
         super().__init__()
         inner = max(1, channels // reduction)
-        self.f = Conv2d(channels, inner, 1)
-        self.g = Conv2d(channels, inner, 1)
-        self.h = Conv2d(channels, channels, 1)
+        self.f = nn.Conv2d(channels, inner, 1)
+        self.g = nn.Conv2d(channels, inner, 1)
+        self.h = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
         self.last_attention: torch.Tensor | None = None
 

@@ -65,7 +65,9 @@ class DepthwiseSeparableConv2d(nn.Module):
     full convolution: the cost ratio is 1/C_out + 1/k^2 (MobileNet, T64).
     ``norm_layer`` and ``activation`` (module factories, e.g. ``nn.BatchNorm2d``
     and ``nn.ReLU``) are applied after each of the two convolutions, as in
-    MobileNet v1; by default there are none.
+    MobileNet v1; by default there are none. ``conv_layer`` builds the two
+    convolutions: ``nn.Conv2d`` by default (the speed models need), or
+    course_lib's from-scratch :class:`Conv2d`, which takes the same arguments.
 
     Shapes: (N, C_in, H, W) -> (N, C_out, H_out, W_out), H_out set by the depthwise
     conv's stride and padding (default padding k // 2 keeps the size at stride 1).
@@ -73,7 +75,7 @@ class DepthwiseSeparableConv2d(nn.Module):
 
     def __init__(
         self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, bias=False,
-        norm_layer=None, activation=None,
+        norm_layer=None, activation=None, conv_layer=nn.Conv2d,
     ):
         super().__init__()
         padding = kernel_size // 2 if padding is None else padding
@@ -82,10 +84,10 @@ class DepthwiseSeparableConv2d(nn.Module):
             return [m for m in (norm_layer and norm_layer(channels), activation and activation()) if m is not None]
 
         self.depthwise = nn.Sequential(
-            Conv2d(in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=bias),
+            conv_layer(in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=bias),
             *after(in_channels),
         )
-        self.pointwise = nn.Sequential(Conv2d(in_channels, out_channels, 1, bias=bias), *after(out_channels))
+        self.pointwise = nn.Sequential(conv_layer(in_channels, out_channels, 1, bias=bias), *after(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))
