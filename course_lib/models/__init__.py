@@ -9,6 +9,23 @@ One file per family; each builder is registered under its name.
 from .pretrained import load_torchvision_weights, transfer_state_dict
 from .registry import create_model, list_models, model_builder, register_model
 
+# Importing a family registers its builders (one file per family, like torchvision's models/).
+from . import (  # noqa: E402,F401
+    alexnet,
+    densenet,
+    efficientnet,
+    fractalnet,
+    highway,
+    inception,
+    lenet,
+    mobilenet,
+    nin,
+    resnet,
+    segmentation,
+    squeezenet,
+    vgg,
+)
+
 __all__ = [
     "create_model",
     "list_models",
