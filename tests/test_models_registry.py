@@ -82,3 +82,24 @@ def test_transfer_state_dict_refuses_other_architectures():
         transfer_state_dict(small, other.state_dict())
     with pytest.raises(ValueError, match="not the same architecture"):
         transfer_state_dict(small, nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 4)).state_dict())
+
+
+def test_default_input_sizes_follow_the_designs():
+    from course_lib.models import default_input_size
+
+    assert default_input_size("resnet50") == 224
+    assert default_input_size("inception_v3") == 299
+    assert default_input_size("resnet20") == 32 and default_input_size("efficientnet_b7") == 600
+    with pytest.raises(ValueError, match="registered model"):
+        default_input_size("resnet19")
+
+
+def test_zoo_table_counts_parameters_and_flops():
+    from course_lib.models import zoo_table
+
+    rows = {row["model"]: row for row in zoo_table(["resnet18", "resnet20", "alexnet"])}
+    assert rows["resnet18"]["parameters"] == 11_689_512  # torchvision's figure
+    assert rows["resnet20"]["input"] == 32 and rows["resnet18"]["family"] == "resnet"
+    # torchvision publishes 1.814 GMACs for ResNet-18 and 0.714 for AlexNet at 224x224: FLOPs are twice that.
+    assert rows["resnet18"]["gflops"] == pytest.approx(2 * 1.814, rel=1e-3)
+    assert rows["alexnet"]["gflops"] == pytest.approx(2 * 0.714, rel=1e-3)

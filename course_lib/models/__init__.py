@@ -7,7 +7,7 @@ One file per family; each builder is registered under its name.
 """
 
 from .pretrained import load_torchvision_weights, transfer_state_dict
-from .registry import create_model, list_models, model_builder, register_model
+from .registry import create_model, default_input_size, list_models, model_builder, register_model
 
 # Importing a family registers its builders (one file per family, like torchvision's models/).
 from . import (  # noqa: E402,F401
@@ -25,12 +25,15 @@ from . import (  # noqa: E402,F401
     squeezenet,
     vgg,
 )
+from .zoo import zoo_table  # noqa: E402
 
 __all__ = [
     "create_model",
+    "default_input_size",
     "list_models",
     "load_torchvision_weights",
     "model_builder",
     "register_model",
     "transfer_state_dict",
+    "zoo_table",
 ]

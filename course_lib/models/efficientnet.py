@@ -339,7 +339,7 @@ def efficientnet_b0(
     return _efficientnet("efficientnet_b0", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model
+@register_model(input_size=240)
 def efficientnet_b1(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -353,7 +353,7 @@ def efficientnet_b1(
     return _efficientnet("efficientnet_b1", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model
+@register_model(input_size=260)
 def efficientnet_b2(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -367,7 +367,7 @@ def efficientnet_b2(
     return _efficientnet("efficientnet_b2", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model
+@register_model(input_size=300)
 def efficientnet_b3(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -381,7 +381,7 @@ def efficientnet_b3(
     return _efficientnet("efficientnet_b3", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model
+@register_model(input_size=380)
 def efficientnet_b4(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -395,7 +395,7 @@ def efficientnet_b4(
     return _efficientnet("efficientnet_b4", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model
+@register_model(input_size=456)
 def efficientnet_b5(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -409,7 +409,7 @@ def efficientnet_b5(
     return _efficientnet("efficientnet_b5", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model
+@register_model(input_size=528)
 def efficientnet_b6(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -423,7 +423,7 @@ def efficientnet_b6(
     return _efficientnet("efficientnet_b6", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model
+@register_model(input_size=600)
 def efficientnet_b7(
     num_classes: int = 1000,
     in_channels: int = 3,

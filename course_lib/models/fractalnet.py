@@ -251,7 +251,7 @@ class FractalNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
-@register_model
+@register_model(input_size=32)
 def fractalnet(
     num_classes: int = 1000,
     in_channels: int = 3,

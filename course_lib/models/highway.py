@@ -195,7 +195,7 @@ class HighwayConvNet(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-@register_model
+@register_model(input_size=28)
 def highway_net(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -220,7 +220,7 @@ def highway_net(
     return HighwayNet(in_channels * input_size * input_size, num_classes, depth, width, gate_bias)
 
 
-@register_model
+@register_model(input_size=28)
 def highway_convnet(
     num_classes: int = 1000,
     in_channels: int = 3,

@@ -833,7 +833,7 @@ class InceptionV3(nn.Module):
         return InceptionOutputs(logits, aux) if use_aux else logits
 
 
-@register_model
+@register_model(input_size=299)
 def inception_v3(
     num_classes: int = 1000,
     in_channels: int = 3,

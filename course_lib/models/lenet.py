@@ -122,7 +122,7 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model
+@register_model(input_size=32)
 def lenet5(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -185,7 +185,7 @@ def lenet5(
     )
 
 
-@register_model
+@register_model(input_size=28)
 def lenet_modern(
     num_classes: int = 1000,
     in_channels: int = 3,

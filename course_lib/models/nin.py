@@ -96,7 +96,7 @@ class NIN(nn.Module):
         return torch.flatten(self.avgpool(self.features(x)), 1)
 
 
-@register_model
+@register_model(input_size=32)
 def nin(num_classes: int = 1000, in_channels: int = 3, *, dropout: float = 0.5) -> NIN:
     """Network in Network for CIFAR-10 (32x32 inputs), the authors' released model:
     966,986 parameters with ``num_classes=10``.

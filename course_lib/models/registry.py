@@ -12,18 +12,35 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["register_model", "list_models", "create_model", "model_builder"]
+__all__ = ["register_model", "list_models", "create_model", "model_builder", "default_input_size"]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_INPUT_SIZES: dict[str, int] = {}
 
 
-def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a builder under its function name. Builders take ``num_classes`` and ``in_channels``."""
-    name = builder.__name__
-    if name in _BUILDERS:
-        raise ValueError(f"a model named {name!r} is already registered (by {_BUILDERS[name].__module__})")
-    _BUILDERS[name] = builder
-    return builder
+def register_model(builder: Callable[..., nn.Module] | None = None, *, input_size: int = 224):
+    """Register a builder under its function name. Builders take ``num_classes`` and ``in_channels``.
+
+    Use as ``@register_model`` or ``@register_model(input_size=32)``: ``input_size``
+    is the side of the square images the design expects (224 for ImageNet models,
+    299 for Inception v3, 32 for CIFAR networks), used by zoo tables and FLOP counts.
+    """
+
+    def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = fn.__name__
+        if name in _BUILDERS:
+            raise ValueError(f"a model named {name!r} is already registered (by {_BUILDERS[name].__module__})")
+        _BUILDERS[name] = fn
+        _INPUT_SIZES[name] = input_size
+        return fn
+
+    return register(builder) if builder is not None else register
+
+
+def default_input_size(name: str) -> int:
+    """The image side the model registered as ``name`` is designed for."""
+    model_builder(name)  # raises a helpful error for unknown names
+    return _INPUT_SIZES[name]
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -705,70 +705,70 @@ def preact_resnet18(num_classes=1000, in_channels=3, **options):
 # ----------------------------------------------------------------------------- builders: CIFAR (32x32)
 
 
-@register_model
+@register_model(input_size=32)
 def resnet20(num_classes=1000, in_channels=3, **options):
     """ResNet-20 for CIFAR (He et al. 2016, Sec. 4.2, n = 3), option A shortcuts: 269,722 parameters for
     10 classes (Table 6: 0.27M). Input 32x32. Shapes: (N, in_channels, 32, 32) -> (N, num_classes)."""
     return _cifar_resnet(20, num_classes, in_channels, options)
 
 
-@register_model
+@register_model(input_size=32)
 def resnet32(num_classes=1000, in_channels=3, **options):
     """ResNet-32 for CIFAR (n = 5): 464,154 parameters for 10 classes (Table 6: 0.46M). Input 32x32."""
     return _cifar_resnet(32, num_classes, in_channels, options)
 
 
-@register_model
+@register_model(input_size=32)
 def resnet44(num_classes=1000, in_channels=3, **options):
     """ResNet-44 for CIFAR (n = 7): 658,586 parameters for 10 classes (Table 6: 0.66M). Input 32x32."""
     return _cifar_resnet(44, num_classes, in_channels, options)
 
 
-@register_model
+@register_model(input_size=32)
 def resnet56(num_classes=1000, in_channels=3, **options):
     """ResNet-56 for CIFAR (n = 9): 853,018 parameters for 10 classes (Table 6: 0.85M). Input 32x32."""
     return _cifar_resnet(56, num_classes, in_channels, options)
 
 
-@register_model
+@register_model(input_size=32)
 def resnet110(num_classes=1000, in_channels=3, **options):
     """ResNet-110 for CIFAR (n = 18): 1,727,962 parameters for 10 classes (Table 6: 1.7M). Input 32x32."""
     return _cifar_resnet(110, num_classes, in_channels, options)
 
 
-@register_model
+@register_model(input_size=32)
 def plain20(num_classes=1000, in_channels=3, **options):
     """Plain-20 for CIFAR (He et al. 2016, Fig. 6 left): resnet20 without shortcuts, same parameters
     (option A has none). Input 32x32."""
     return _cifar_resnet(20, num_classes, in_channels, options, plain=True)
 
 
-@register_model
+@register_model(input_size=32)
 def plain32(num_classes=1000, in_channels=3, **options):
     """Plain-32 for CIFAR: resnet32 without shortcuts, same parameters. Input 32x32."""
     return _cifar_resnet(32, num_classes, in_channels, options, plain=True)
 
 
-@register_model
+@register_model(input_size=32)
 def plain44(num_classes=1000, in_channels=3, **options):
     """Plain-44 for CIFAR: resnet44 without shortcuts, same parameters. Input 32x32."""
     return _cifar_resnet(44, num_classes, in_channels, options, plain=True)
 
 
-@register_model
+@register_model(input_size=32)
 def plain56(num_classes=1000, in_channels=3, **options):
     """Plain-56 for CIFAR: resnet56 without shortcuts, same parameters. Input 32x32."""
     return _cifar_resnet(56, num_classes, in_channels, options, plain=True)
 
 
-@register_model
+@register_model(input_size=32)
 def plain110(num_classes=1000, in_channels=3, **options):
     """Plain-110 for CIFAR (He et al. 2016: "more than 60% error", not shown in Fig. 6): resnet110 without
     shortcuts, same parameters. Input 32x32."""
     return _cifar_resnet(110, num_classes, in_channels, options, plain=True)
 
 
-@register_model
+@register_model(input_size=32)
 def wrn_28_10(num_classes=1000, in_channels=3, **options):
     """WRN-28-10 (Zagoruyko & Komodakis 2016): 28 layers, widening factor 10 (160-320-640 channels),
     pre-activation wide blocks, ``dropout`` option (the paper's best: 0.3); 36,479,194 parameters for

@@ -308,7 +308,7 @@ class FCN(nn.Module):
         return self.upsample(scores)
 
 
-@register_model
+@register_model(input_size=256)
 def unet(
     num_classes: int = 1000,
     in_channels: int = 3,

@@ -1,0 +1,30 @@
+"""Print the zoo table: every registered model's parameters and GFLOPs at its usual input size.
+
+    python benchmarks/model_zoo.py [--num-classes 1000] [--pattern "resnet*"]
+
+Counts come from course_lib itself (meta-device models, torch.utils.flop_counter);
+a multiply-add counts as 2 FLOPs, so GMACs = GFLOPs / 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from course_lib.models import list_models, zoo_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--pattern", default="*", help="shell pattern of model names")
+    args = parser.parse_args()
+    table = pd.DataFrame(zoo_table(list_models(args.pattern), num_classes=args.num_classes))
+    table["parameters"] = table["parameters"].map("{:,}".format)
+    table["gflops"] = table["gflops"].map("{:.3f}".format)
+    print(table.to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
