@@ -307,10 +307,17 @@ def _efficientnet(
     name: str,
     num_classes: int,
     in_channels: int,
-    small_input: bool,
-    dropout: float | None,
-    stochastic_depth_prob: float,
+    *,
+    small_input: bool = False,
+    dropout: float | None = None,
+    stochastic_depth_prob: float = 0.2,
 ) -> EfficientNet:
+    """Build variant ``name`` from its row of :data:`EFFICIENTNET_SCALING`.
+
+    Options of every builder: ``small_input`` (a stride-1 stem for 32x32 inputs),
+    ``dropout`` (default: the table's) and ``stochastic_depth_prob``.
+    Shapes: (N, in_channels, H, W) -> (N, num_classes).
+    """
     scaling = EFFICIENTNET_SCALING[name]
     norm_layer = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01) if name in _TF_BATCH_NORM else nn.BatchNorm2d
     return EfficientNet(
@@ -326,112 +333,48 @@ def _efficientnet(
 
 
 @register_model
-def efficientnet_b0(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B0 (5,288,548 params, as torchvision; paper Table 2: 5.3M, 0.39B FLOPs). Input 224x224, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b0", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+def efficientnet_b0(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B0: 5,288,548 parameters (= torchvision; paper Table 2: 5.3M, 0.39B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b0", num_classes, in_channels, **options)
 
 
-@register_model(input_size=240)
-def efficientnet_b1(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B1 (7,794,184 params, as torchvision; paper Table 2: 7.8M, 0.70B FLOPs). Input 240x240, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b1", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b1"].resolution)
+def efficientnet_b1(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B1: 7,794,184 parameters (= torchvision; paper Table 2: 7.8M, 0.70B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b1", num_classes, in_channels, **options)
 
 
-@register_model(input_size=260)
-def efficientnet_b2(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B2 (9,109,994 params, as torchvision; paper Table 2: 9.2M, 1.0B FLOPs). Input 260x260, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b2", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b2"].resolution)
+def efficientnet_b2(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B2: 9,109,994 parameters (= torchvision; paper Table 2: 9.2M, 1.0B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b2", num_classes, in_channels, **options)
 
 
-@register_model(input_size=300)
-def efficientnet_b3(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B3 (12,233,232 params, as torchvision; paper Table 2: 12M, 1.8B FLOPs). Input 300x300, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b3", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b3"].resolution)
+def efficientnet_b3(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B3: 12,233,232 parameters (= torchvision; paper Table 2: 12M, 1.8B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b3", num_classes, in_channels, **options)
 
 
-@register_model(input_size=380)
-def efficientnet_b4(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B4 (19,341,616 params, as torchvision; paper Table 2: 19M, 4.2B FLOPs). Input 380x380, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b4", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b4"].resolution)
+def efficientnet_b4(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B4: 19,341,616 parameters (= torchvision; paper Table 2: 19M, 4.2B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b4", num_classes, in_channels, **options)
 
 
-@register_model(input_size=456)
-def efficientnet_b5(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B5 (30,389,784 params, as torchvision; paper Table 2: 30M, 9.9B FLOPs). Input 456x456, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b5", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b5"].resolution)
+def efficientnet_b5(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B5: 30,389,784 parameters (= torchvision; paper Table 2: 30M, 9.9B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b5", num_classes, in_channels, **options)
 
 
-@register_model(input_size=528)
-def efficientnet_b6(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B6 (43,040,704 params, as torchvision; paper Table 2: 43M, 19B FLOPs). Input 528x528, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b6", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b6"].resolution)
+def efficientnet_b6(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B6: 43,040,704 parameters (= torchvision; paper Table 2: 43M, 19B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b6", num_classes, in_channels, **options)
 
 
-@register_model(input_size=600)
-def efficientnet_b7(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
-):
-    """EfficientNet-B7 (66,347,960 params, as torchvision; paper Table 2: 66M, 37B FLOPs). Input 600x600, or 32x32
-    with ``small_input=True``; ``dropout`` defaults to the table's. (N, in_channels, H, W) -> (N, num_classes)."""
-    return _efficientnet("efficientnet_b7", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b7"].resolution)
+def efficientnet_b7(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
+    """EfficientNet-B7: 66,347,960 parameters (= torchvision; paper Table 2: 66M, 37B FLOPs). Options: see _efficientnet."""
+    return _efficientnet("efficientnet_b7", num_classes, in_channels, **options)
