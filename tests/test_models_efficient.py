@@ -150,7 +150,7 @@ def test_depthwise_separable_cost_ratio():
     # Full k x k conv: D^2 M N k^2 multiply-adds; depthwise + pointwise: D^2 M k^2 + D^2 M N.
     m, n, k, size = 32, 64, 3, 8
     full = nn.Conv2d(m, n, k, padding=1, bias=False)
-    separable = mobilenet.DepthwiseSeparable(m, n)
+    separable = mobilenet.depthwise_separable(m, n)
     cost_full = count_flops(full, (1, m, size, size)).macs
     cost_separable = count_flops(separable, (1, m, size, size)).macs  # BN and ReLU count 0
     assert cost_full == size * size * m * n * k * k
@@ -160,7 +160,8 @@ def test_depthwise_separable_cost_ratio():
 
 def test_depthwise_separable_is_course_libs_layer_with_torch_convs():
     torch.manual_seed(0)
-    ours = mobilenet.DepthwiseSeparable(8, 16, stride=2)
+    ours = mobilenet.depthwise_separable(8, 16, stride=2)
+    assert isinstance(ours, DepthwiseSeparableConv2d) and isinstance(ours.depthwise[0], nn.Conv2d)
     _randomise_running_stats(ours)
     reference = DepthwiseSeparableConv2d(8, 16, 3, 2, norm_layer=nn.BatchNorm2d, activation=nn.ReLU)
     reference.load_state_dict(ours.state_dict())  # same names and shapes

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
+from ..layers import DepthwiseSeparableConv2d
 from ..layers.functional._checks import check_probability
 from .registry import register_model
 
 __all__ = [
-    "DepthwiseSeparable",
+    "depthwise_separable",
     "InvertedResidual",
     "MOBILENET_V1_BODY",
     "MOBILENET_V2_SETTING",
@@ -133,24 +135,15 @@ def _init_weights(model: nn.Module) -> None:
 # ---------------------------------------------------------------------------------------------- MobileNet v1
 
 
-class DepthwiseSeparable(nn.Module):
+def depthwise_separable(in_channels: int, out_channels: int, stride: int = 1) -> DepthwiseSeparableConv2d:
     """MobileNet v1's layer (paper Fig. 3, right): 3x3 depthwise conv-BN-ReLU, then 1x1 pointwise conv-BN-ReLU.
 
     ReLU as in the paper (the authors' TensorFlow release uses ReLU6, as v2 does; no parameters either way).
-
-    The same layers, names and state_dict as ``course_lib.layers.DepthwiseSeparableConv2d(in_channels,
-    out_channels, 3, stride, norm_layer=nn.BatchNorm2d, activation=nn.ReLU)``, but with
-    ``torch.nn.Conv2d`` - course_lib's from-scratch convolution is ~3x slower to train on CPU.
     Shapes: (N, in_channels, H, W) -> (N, out_channels, H / stride, W / stride).
     """
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
-        super().__init__()
-        self.depthwise = conv_bn_act(in_channels, in_channels, 3, stride, groups=in_channels)
-        self.pointwise = conv_bn_act(in_channels, out_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(x))
+    return DepthwiseSeparableConv2d(
+        in_channels, out_channels, 3, stride, norm_layer=nn.BatchNorm2d, activation=partial(nn.ReLU, inplace=True)
+    )
 
 
 class MobileNetV1(nn.Module):
@@ -184,7 +177,7 @@ class MobileNetV1(nn.Module):
         channels = width(32)
         layers = [conv_bn_act(in_channels, channels, 3, stride=1 if small_input else 2)]
         for out_channels, stride in body:
-            layers.append(DepthwiseSeparable(channels, width(out_channels), stride))
+            layers.append(depthwise_separable(channels, width(out_channels), stride))
             channels = width(out_channels)
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
