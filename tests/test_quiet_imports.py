@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-MODULES = ["course_lib", "course_lib.grading", "course_lib.analysis", "course_lib.data", "course_lib.layers", "course_lib.viz", "course_lib.filters", "course_lib.init", "course_lib.models"]
+MODULES = ["course_lib", "course_lib.grading", "course_lib.analysis", "course_lib.data", "course_lib.layers", "course_lib.viz", "course_lib.filters", "course_lib.init", "course_lib.models", "course_lib.train"]
 
 
 @pytest.mark.parametrize("module", MODULES)
