@@ -6,9 +6,6 @@
 One file per family; each builder is registered under its name.
 """
 
-from .pretrained import load_torchvision_weights, transfer_state_dict
-from .registry import create_model, default_input_size, list_models, model_builder, register_model
-
 # Importing a family registers its builders (one file per family, like torchvision's models/).
 from . import (  # noqa: E402,F401
     alexnet,
@@ -24,6 +21,14 @@ from . import (  # noqa: E402,F401
     segmentation,
     squeezenet,
     vgg,
+)
+from .pretrained import load_torchvision_weights, transfer_state_dict
+from .registry import (
+    create_model,
+    default_input_size,
+    list_models,
+    model_builder,
+    register_model,
 )
 from .zoo import zoo_table  # noqa: E402
 

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_probability
+from ..layers.functional._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [
@@ -95,11 +95,6 @@ ZFNET = [
 # AlexNet Sec. 3.3: b = a / (k + alpha * sum of a^2 over n neighbouring maps)^beta with k = 2,
 # n = 5, alpha = 1e-4, beta = 0.75. nn.LocalResponseNorm divides its alpha by n, hence 5 * 1e-4.
 LRN_PAPER = {"size": 5, "alpha": 5 * 1e-4, "beta": 0.75, "k": 2.0}
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 def small_input_stem(config: list) -> list:
@@ -212,8 +207,8 @@ def alexnet(
 
     Shapes: (N, in_channels, H, W) -> (N, num_classes).
     """
-    _check_flag("original", original)
-    _check_flag("small_input", small_input)
+    check_flag("original", original)
+    check_flag("small_input", small_input)
     config = ALEXNET_PAPER if original else ALEXNET
     if small_input:
         config = small_input_stem(config)
@@ -256,6 +251,6 @@ def zfnet(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = 
 
     Shapes: (N, in_channels, H, W) -> (N, num_classes).
     """
-    _check_flag("small_input", small_input)
+    check_flag("small_input", small_input)
     config = small_input_stem(ZFNET) if small_input else ZFNET
     return ZFNet(make_features(config, in_channels, ceil_mode=True), num_classes=num_classes, dropout=dropout)

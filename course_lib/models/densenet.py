@@ -32,7 +32,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_probability
+from ..layers.functional._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = ["DENSENET_BLOCKS", "DenseBlock", "DenseNet", "densenet121", "densenet169"]
@@ -42,11 +42,6 @@ DENSENET_BLOCKS: dict[str, tuple[int, ...]] = {
     "densenet121": (6, 12, 24, 16),
     "densenet169": (6, 12, 32, 32),
 }
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 def _dense_layer(in_channels: int, growth_rate: int, bn_size: int, drop_rate: float) -> nn.Sequential:
@@ -141,7 +136,7 @@ class DenseNet(nn.Module):
         if not (isinstance(compression, (int, float)) and 0 < compression <= 1):
             raise ValueError(f"compression must lie in (0, 1], got {compression!r}")
         check_probability("drop_rate", drop_rate)
-        _check_flag("small_input", small_input)
+        check_flag("small_input", small_input)
 
         self.features = nn.Sequential(_stem(in_channels, num_init_features, small_input))
         channels = num_init_features

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..layers import HighwayLayer
+from ..layers.functional._checks import check_int
 from .registry import register_model
 
 __all__ = [
@@ -45,11 +46,6 @@ __all__ = [
     "highway_net",
     "highway_convnet",
 ]
-
-
-def _check_int(name: str, value, least: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
 def _check_gate_bias(gate_bias) -> None:
@@ -76,8 +72,8 @@ class HighwayNet(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, depth: int = 10, width: int = 50, gate_bias: float = -2.0):
         super().__init__()
-        _check_int("depth", depth, 2)
-        _check_int("width", width, 1)
+        check_int("depth", depth, 2)
+        check_int("width", width, 1)
         _check_gate_bias(gate_bias)
         self.in_features = in_features
         # The first layer changes the width, so it cannot carry its input: a plain layer.
@@ -160,8 +156,8 @@ class HighwayConvNet(nn.Module):
         input_size: int = 28,
     ):
         super().__init__()
-        _check_int("width", width, 1)
-        _check_int("input_size", input_size, 5)  # the 5x5 valid conv
+        check_int("width", width, 1)
+        check_int("input_size", input_size, 5)  # the 5x5 valid conv
         _check_gate_bias(gate_bias)
         if not isinstance(dropout, bool):
             raise ValueError(f"dropout must be a bool, got {dropout!r}")
@@ -216,7 +212,7 @@ def highway_net(
     85,660 parameters for MNIST (784 -> 50, 9 highway layers of 5,100, 50 -> 10).
     Shapes: (N, in_channels, input_size, input_size) -> (N, num_classes).
     """
-    _check_int("input_size", input_size, 1)
+    check_int("input_size", input_size, 1)
     return HighwayNet(in_channels * input_size * input_size, num_classes, depth, width, gate_bias)
 
 

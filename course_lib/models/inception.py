@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.functional._checks import check_probability
+from ..layers.functional._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [
@@ -70,11 +70,6 @@ AUX_LOSS_WEIGHT = 0.3
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 def _check_channels(name: str, value, least: int = 1) -> None:
@@ -212,7 +207,7 @@ def inception_multiplies(
     for name, value in zip(InceptionConfig._fields, (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)):
         _check_channels(name, value, least=0)
     _check_channels("kernel_5x5", kernel_5x5)
-    _check_flag("bottleneck", bottleneck)
+    check_flag("bottleneck", bottleneck)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     _check_channels("size", height)
     _check_channels("size", width)
@@ -294,7 +289,7 @@ class InceptionModule(nn.Module):
         _check_channels("kernel_5x5", kernel_5x5)
         if kernel_5x5 % 2 == 0:  # an even kernel cannot keep the grid
             raise ValueError(f"kernel_5x5 must be odd, got {kernel_5x5!r}")
-        _check_flag("batch_norm", batch_norm)
+        check_flag("batch_norm", batch_norm)
 
         def conv(c_in: int, c_out: int, k: int) -> nn.Sequential:
             return conv_block(c_in, c_out, k, batch_norm=batch_norm)
@@ -457,8 +452,8 @@ class GoogLeNet(nn.Module):
         _check_channels("num_classes", num_classes)
         _check_channels("in_channels", in_channels)
         for name, flag in (("aux_logits", aux_logits), ("small_input", small_input), ("paper", paper)):
-            _check_flag(name, flag)
-        _check_flag("transform_input", transform_input)
+            check_flag(name, flag)
+        check_flag("transform_input", transform_input)
         if transform_input and in_channels != 3:
             raise ValueError(f"transform_input=True needs RGB inputs (in_channels=3), got in_channels={in_channels}")
         check_probability("dropout", dropout)
@@ -798,8 +793,8 @@ class InceptionV3(nn.Module):
         _check_channels("num_classes", num_classes)
         _check_channels("in_channels", in_channels)
         for name, flag in (("aux_logits", aux_logits), ("small_input", small_input)):
-            _check_flag(name, flag)
-        _check_flag("transform_input", transform_input)
+            check_flag(name, flag)
+        check_flag("transform_input", transform_input)
         if transform_input and in_channels != 3:
             raise ValueError(f"transform_input=True needs RGB inputs (in_channels=3), got in_channels={in_channels}")
         check_probability("dropout", dropout)

@@ -27,6 +27,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..layers.functional._checks import check_flag
 from .registry import register_model
 
 __all__ = ["LeNet", "lenet5", "lenet_modern"]
@@ -37,11 +38,6 @@ POOLS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 # The layer sizes: channels of the two convolution stages, widths of the hidden fully connected layers.
 LENET5 = {"conv_channels": (6, 16), "hidden": (120, 84)}
 LENET_MODERN = {"conv_channels": (20, 50), "hidden": (500,)}
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -87,7 +83,7 @@ class LeNet(nn.Module):
         super().__init__()
         _check_choice("activation", activation, ACTIVATIONS)
         _check_choice("pool", pool, POOLS)
-        _check_flag("log_softmax", log_softmax)
+        check_flag("log_softmax", log_softmax)
         side = _stage_side(_stage_side(input_size, padding))
         if side < 1:
             raise ValueError(f"input_size is too small for two 5x5 conv + 2x2 pool stages, got {input_size!r}")

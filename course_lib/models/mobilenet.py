@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..layers import DepthwiseSeparableConv2d
-from ..layers.functional._checks import check_probability
+from ..layers.functional._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [
@@ -109,11 +109,6 @@ def conv_bn_act(
     return nn.Sequential(*layers)
 
 
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-
-
 def _check_width(width_mult) -> None:
     if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
         raise ValueError(f"width_mult must be a number > 0, got {width_mult!r}")
@@ -169,7 +164,7 @@ class MobileNetV1(nn.Module):
     ):
         super().__init__()
         _check_width(width_mult)
-        _check_flag("small_input", small_input)
+        check_flag("small_input", small_input)
 
         def width(channels: int) -> int:
             return max(8, int(channels * width_mult))  # the TF-slim rule (min_depth = 8)
@@ -243,7 +238,7 @@ class MobileNetV2(nn.Module):
     ):
         super().__init__()
         _check_width(width_mult)
-        _check_flag("small_input", small_input)
+        check_flag("small_input", small_input)
         check_probability("dropout", dropout)
 
         channels = make_divisible(32 * width_mult)

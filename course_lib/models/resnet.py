@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import CBAM, DropPath, SqueezeExcitation
-from ..layers.functional._checks import check_probability
+from ..layers.functional._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [
@@ -115,11 +115,6 @@ SHORTCUTS = {
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-
-
 def _check_size(name: str, value) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -131,7 +126,7 @@ def _check_shortcut(name: str, value) -> None:
 
 
 _OPTION_CHECKS = {
-    "small_input": _check_flag,
+    "small_input": check_flag,
     "shortcut": _check_shortcut,
     "drop_path_rate": check_probability,
     "dropout": check_probability,
@@ -479,7 +474,7 @@ class ResNet(_StagedNet):
         super().__init__()
         _check_size("num_classes", num_classes)
         _check_size("in_channels", in_channels)
-        _check_flag("small_input", small_input)
+        check_flag("small_input", small_input)
         check_probability("drop_path_rate", drop_path_rate)
         if shortcut is None and drop_path_rate > 0:
             raise ValueError("drop_path_rate needs shortcuts: a plain net (shortcut=None) has no branch to skip")
@@ -538,7 +533,7 @@ class PreActResNet(_StagedNet):
         super().__init__()
         _check_size("num_classes", num_classes)
         _check_size("in_channels", in_channels)
-        _check_flag("small_input", small_input)
+        check_flag("small_input", small_input)
         check_probability("drop_path_rate", drop_path_rate)
         self.conv1, self.maxpool = _stem_conv(in_channels, stem_channels, small_input)
         self._add_stages(_make_stages(PreActBlock, stem_channels, depths, widths, drop_path_rate, dropout=dropout))

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.functional._checks import check_int
 from .registry import register_model
 
 __all__ = [
@@ -41,11 +42,6 @@ __all__ = [
     "unet",
     "fcn",
 ]
-
-
-def _check_int(name: str, value, least: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
 def _check_input(x: torch.Tensor, factor: int, why: str) -> None:
@@ -135,8 +131,8 @@ class UNet(nn.Module):
         batch_norm: bool = True,
     ):
         super().__init__()
-        _check_int("base_channels", base_channels, 1)
-        _check_int("depth", depth, 1)
+        check_int("base_channels", base_channels, 1)
+        check_int("depth", depth, 1)
         if upsample not in ("transpose", "bilinear"):
             raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
         if not isinstance(batch_norm, bool):

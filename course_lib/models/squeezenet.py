@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_probability
+from ..layers.functional._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = ["Fire", "SQUEEZENET_CONFIGS", "SqueezeNet", "squeezenet1_0", "squeezenet1_1"]
@@ -56,11 +56,6 @@ SQUEEZENET_CONFIGS: dict[str, dict] = {
         ],
     },
 }  # fmt: skip
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 class Fire(nn.Module):
@@ -112,7 +107,7 @@ class SqueezeNet(nn.Module):
         if version not in SQUEEZENET_CONFIGS:
             raise ValueError(f"version must be one of {sorted(SQUEEZENET_CONFIGS)}, got {version!r}")
         check_probability("dropout", dropout)
-        _check_flag("small_input", small_input)
+        check_flag("small_input", small_input)
         config = SQUEEZENET_CONFIGS[version]
         channels, kernel_size = config["stem"]
         if small_input:

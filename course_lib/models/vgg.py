@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_probability
+from ..layers.functional._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [
@@ -53,11 +53,6 @@ VGG_CONFIGS: dict[str, list[int | str]] = {
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 def make_features(config: list[int | str], in_channels: int = 3, batch_norm: bool = False) -> nn.Sequential:
@@ -105,7 +100,7 @@ class VGG(nn.Module):
     ):
         super().__init__()
         check_probability("dropout", dropout)
-        _check_flag("small_input", small_input)
+        check_flag("small_input", small_input)
         self.features = features
         if small_input:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))

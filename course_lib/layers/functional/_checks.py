@@ -33,3 +33,15 @@ def check_probability(name: str, p: float) -> None:
     """0 <= p < 1 (a drop probability of 1 would divide by zero in the rescaling)."""
     if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
         raise ValueError(f"{name} must lie in [0, 1), got {p!r}")
+
+
+def check_flag(name: str, value) -> None:
+    """``value`` is a bool (not merely truthy: ``small_input="no"`` must not pass as True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+
+
+def check_int(name: str, value, least: int) -> None:
+    """``value`` is an int (not a bool) of at least ``least``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_probability, check_rank
+from ._checks import check_flag, check_probability, check_rank
 
 __all__ = [
     "drop_block2d",
@@ -44,16 +44,11 @@ def _bernoulli(shape, q: float, like: torch.Tensor, generator) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(q, generator=generator)
 
 
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-
-
 def _check_drop_args(input, p, training) -> None:
     if not isinstance(input, torch.Tensor):
         raise ValueError(f"input must be a torch.Tensor, got {type(input).__name__}")
     check_probability("p", p)
-    _check_flag("training", training)
+    check_flag("training", training)
 
 
 def dropout(input, p=0.5, training=True, generator=None) -> torch.Tensor:
