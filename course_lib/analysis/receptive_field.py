@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.functional._checks import as_pair
+from .._checks import as_pair
 
 __all__ = [
     "POINTWISE_LAYERS",

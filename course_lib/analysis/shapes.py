@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .._checks import check_int
+
 __all__ = ["output_size"]
 
 
@@ -25,8 +27,7 @@ def output_size(in_size: int, kernel_size: int, stride: int = 1, padding: int = 
         ("padding", padding, 0),
         ("dilation", dilation, 1),
     ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ValueError(f"{arg} must be an int >= {least}, got {value!r}")
+        check_int(arg, value, least)
     span = dilation * (kernel_size - 1) + 1
     if span > in_size + 2 * padding:
         raise ValueError(

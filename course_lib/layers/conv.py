@@ -9,7 +9,7 @@ from torch import nn
 
 from .. import init
 from .functional import conv2d
-from .functional._checks import as_pair
+from .._checks import as_pair
 
 __all__ = ["Conv2d", "DepthwiseSeparableConv2d"]
 

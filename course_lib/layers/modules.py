@@ -20,7 +20,7 @@ from .functional import (
     maxout,
     stochastic_pool2d,
 )
-from .functional._checks import check_probability
+from .._checks import check_probability
 
 __all__ = ["Maxout", "LocalContrastNorm", "StochasticPool2d", "DropBlock2d", "DropPath", "DropConnectLinear"]
 

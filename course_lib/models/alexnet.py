@@ -35,7 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_flag, check_probability
+from .._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [

@@ -32,7 +32,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_flag, check_probability
+from .._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = ["DENSENET_BLOCKS", "DenseBlock", "DenseNet", "densenet121", "densenet169"]

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from ..layers import Conv2d, DropPath, SqueezeExcitation
-from ..layers.functional._checks import check_probability
+from .._checks import check_probability
 from .mobilenet import conv_bn_act, make_divisible
 from .registry import register_model
 

@@ -52,7 +52,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_probability
+from .._checks import check_int, check_probability
 from .registry import register_model
 
 __all__ = ["FractalJoin", "FractalBlock", "FractalNet", "FRACTALNET_CIFAR", "fractalnet"]
@@ -210,8 +210,7 @@ class FractalNet(nn.Module):
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels
         ):
             raise ValueError(f"channels must be a non-empty sequence of positive ints, got {channels!r}")
-        if not isinstance(columns, int) or isinstance(columns, bool) or columns < 1:
-            raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+        check_int("columns", columns, 1)
         if dropout is None:
             rates = tuple(FRACTALNET_CIFAR["dropout_step"] * i for i in range(len(channels)))
         elif isinstance(dropout, (int, float)):

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..layers import HighwayLayer
-from ..layers.functional._checks import check_int
+from .._checks import check_int
 from .registry import register_model
 
 __all__ = [

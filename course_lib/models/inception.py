@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.functional._checks import check_flag, check_probability
+from .._checks import check_flag, check_int, check_probability
 from .registry import register_model
 
 __all__ = [
@@ -70,11 +70,6 @@ AUX_LOSS_WEIGHT = 0.3
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _check_channels(name: str, value, least: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
 # --------------------------------------------------------------------------- shared layers
@@ -203,14 +198,14 @@ def inception_multiplies(
     With GoogLeNet's Table 1 rows and grids (28, 14, 7) this reproduces the paper's
     "ops" column (e.g. 128M for inception 3a). ``kernel_5x5=3`` counts torchvision's variant.
     """
-    _check_channels("in_channels", in_channels)
+    check_int("in_channels", in_channels, 1)
     for name, value in zip(InceptionConfig._fields, (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)):
-        _check_channels(name, value, least=0)
-    _check_channels("kernel_5x5", kernel_5x5)
+        check_int(name, value, 0)
+    check_int("kernel_5x5", kernel_5x5, 1)
     check_flag("bottleneck", bottleneck)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
-    _check_channels("size", height)
-    _check_channels("size", width)
+    check_int("size", height, 1)
+    check_int("size", width, 1)
 
     def conv(c_in: int, c_out: int, k: int) -> int:
         return height * width * k * k * c_in * c_out
@@ -283,10 +278,10 @@ class InceptionModule(nn.Module):
         batch_norm: bool = True,
     ):
         super().__init__()
-        _check_channels("in_channels", in_channels)
+        check_int("in_channels", in_channels, 1)
         for name, value in zip(InceptionConfig._fields, (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)):
-            _check_channels(name, value)
-        _check_channels("kernel_5x5", kernel_5x5)
+            check_int(name, value, 1)
+        check_int("kernel_5x5", kernel_5x5, 1)
         if kernel_5x5 % 2 == 0:  # an even kernel cannot keep the grid
             raise ValueError(f"kernel_5x5 must be odd, got {kernel_5x5!r}")
         check_flag("batch_norm", batch_norm)
@@ -449,8 +444,8 @@ class GoogLeNet(nn.Module):
         dropout_aux: float = 0.7,
     ):
         super().__init__()
-        _check_channels("num_classes", num_classes)
-        _check_channels("in_channels", in_channels)
+        check_int("num_classes", num_classes, 1)
+        check_int("in_channels", in_channels, 1)
         for name, flag in (("aux_logits", aux_logits), ("small_input", small_input), ("paper", paper)):
             check_flag(name, flag)
         check_flag("transform_input", transform_input)
@@ -790,8 +785,8 @@ class InceptionV3(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
-        _check_channels("num_classes", num_classes)
-        _check_channels("in_channels", in_channels)
+        check_int("num_classes", num_classes, 1)
+        check_int("in_channels", in_channels, 1)
         for name, flag in (("aux_logits", aux_logits), ("small_input", small_input)):
             check_flag(name, flag)
         check_flag("transform_input", transform_input)

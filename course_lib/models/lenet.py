@@ -27,7 +27,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_flag
+from .._checks import check_flag, check_int
 from .registry import register_model
 
 __all__ = ["LeNet", "lenet5", "lenet_modern"]
@@ -207,8 +207,7 @@ def lenet_modern(
 
     Shapes: (N, in_channels, input_size, input_size) -> (N, num_classes).
     """
-    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 16:
-        raise ValueError(f"input_size must be an int >= 16, got {input_size!r}")
+    check_int("input_size", input_size, 16)
     return LeNet(
         **LENET_MODERN,
         num_classes=num_classes,

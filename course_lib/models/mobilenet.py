@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..layers import DepthwiseSeparableConv2d
-from ..layers.functional._checks import check_flag, check_probability
+from .._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [

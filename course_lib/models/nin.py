@@ -27,7 +27,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_probability
+from .._checks import check_probability
 from .registry import register_model
 
 __all__ = ["CLASSES", "NIN", "NIN_CIFAR10", "mlpconv", "nin"]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .._checks import check_int
+
 __all__ = ["register_model", "list_models", "create_model", "model_builder", "default_input_size"]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -67,7 +69,6 @@ def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, **kwa
         in_channels: channels of the input images (1 for MNIST, 3 for RGB).
         **kwargs: the builder's own options, e.g. ``small_input=True`` for 28x28 / 32x32 inputs.
     """
-    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
+    check_int("num_classes", num_classes, 1)
+    check_int("in_channels", in_channels, 1)
     return model_builder(name)(num_classes=num_classes, in_channels=in_channels, **kwargs)

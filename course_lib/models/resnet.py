@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import CBAM, DropPath, SqueezeExcitation
-from ..layers.functional._checks import check_flag, check_probability
+from .._checks import check_flag, check_int, check_probability
 from .registry import register_model
 
 __all__ = [
@@ -113,11 +113,6 @@ SHORTCUTS = {
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _check_size(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _check_shortcut(name: str, value) -> None:
@@ -472,8 +467,8 @@ class ResNet(_StagedNet):
         **block_options,
     ):
         super().__init__()
-        _check_size("num_classes", num_classes)
-        _check_size("in_channels", in_channels)
+        check_int("num_classes", num_classes, 1)
+        check_int("in_channels", in_channels, 1)
         check_flag("small_input", small_input)
         check_probability("drop_path_rate", drop_path_rate)
         if shortcut is None and drop_path_rate > 0:
@@ -531,8 +526,8 @@ class PreActResNet(_StagedNet):
         dropout=0.0,
     ):
         super().__init__()
-        _check_size("num_classes", num_classes)
-        _check_size("in_channels", in_channels)
+        check_int("num_classes", num_classes, 1)
+        check_int("in_channels", in_channels, 1)
         check_flag("small_input", small_input)
         check_probability("drop_path_rate", drop_path_rate)
         self.conv1, self.maxpool = _stem_conv(in_channels, stem_channels, small_input)

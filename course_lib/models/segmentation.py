@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.functional._checks import check_int
+from .._checks import check_int
 from .registry import register_model
 
 __all__ = [

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers.functional._checks import check_flag, check_probability
+from .._checks import check_flag, check_probability
 from .registry import register_model
 
 __all__ = [

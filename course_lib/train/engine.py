@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 
+from .._checks import check_int
 from ..config import get_device, seed_everything
 from . import distributed as ddp
 from .callbacks import Callback, Checkpoint, TrainState, load_checkpoint
@@ -666,8 +667,7 @@ def fit(
     :mod:`course_lib.train.distributed`. On CUDA, ``fit`` sets
     ``torch.backends.cudnn.benchmark`` (unless deterministic algorithms are on).
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    check_int("epochs", epochs, 1)
     if clip_grad_norm is not None and clip_grad_norm <= 0:
         raise ValueError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
     _check_optimizer(model, optimizer)

@@ -40,6 +40,8 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
+from .._checks import check_int
+
 __all__ = [
     "SCHEDULES",
     "make_scheduler",
@@ -361,8 +363,7 @@ def lr_range_test(
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     if not (0 < start_lr < end_lr and math.isfinite(end_lr)):
         raise ValueError(f"start_lr and end_lr must satisfy 0 < start_lr < end_lr, got {start_lr!r} and {end_lr!r}")
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 2:
-        raise ValueError(f"num_steps must be an int >= 2, got {num_steps!r}")
+    check_int("num_steps", num_steps, 2)
     if not 0 < smooth <= 1:
         raise ValueError(f"smooth must lie in (0, 1], got {smooth!r}")
     if not diverge_factor > 1:

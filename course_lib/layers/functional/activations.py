@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import torch
 
+from ..._checks import check_int
+
 __all__ = ["elu", "leaky_relu", "maxout", "prelu", "relu6"]
 
 
@@ -127,8 +129,7 @@ def maxout(input: torch.Tensor, num_pieces: int, dim: int = 1) -> torch.Tensor:
     flows only to the piece that won (shared evenly between exact ties).
     """
     _check_tensor("input", input)
-    if not isinstance(num_pieces, int) or isinstance(num_pieces, bool) or num_pieces < 1:
-        raise ValueError(f"num_pieces must be an int >= 1, got {num_pieces!r}")
+    check_int("num_pieces", num_pieces, 1)
     if not isinstance(dim, int) or isinstance(dim, bool) or not -input.ndim <= dim < input.ndim:
         raise ValueError(f"dim must be an int in [{-input.ndim}, {input.ndim - 1}] for a {input.ndim}-d input, got {dim!r}")
     dim = dim % input.ndim

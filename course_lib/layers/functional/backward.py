@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import Pair, check_rank
+from ..._checks import Pair, check_rank
 from .conv import _check_conv2d_args, im2col
 
 __all__ = ["col2im", "conv2d_backward"]

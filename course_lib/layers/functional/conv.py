@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ...analysis.shapes import output_size
-from ._checks import Pair, as_pair, check_rank
+from ..._checks import Pair, as_pair, check_int, check_rank
 
 __all__ = ["conv1d", "conv2d", "conv2d_naive", "im2col", "resolve_padding"]
 
@@ -51,8 +51,7 @@ def _check_conv2d_args(input, weight, bias, stride, padding, dilation, groups):
     """Validate conv2d's arguments; return (stride, dilation, (left, right, top, bottom))."""
     check_rank("input", input, 4, "(N, C_in, H, W)")
     check_rank("weight", weight, 4, "(C_out, C_in / groups, kH, kW)")
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    check_int("groups", groups, 1)
     c_in, c_out = input.shape[1], weight.shape[0]
     if c_in % groups or c_out % groups:
         raise ValueError(

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_rank
+from ..._checks import check_int, check_rank
 
 __all__ = [
     "batch_norm",
@@ -66,11 +66,6 @@ def _check_shape(name: str, tensor, shape: tuple, what: str) -> None:
     if tensor is not None and (not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape)):
         got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise ValueError(f"{name} must have shape {what} = {tuple(shape)}, got {got}")
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _check_eps(eps, positive: bool = False) -> None:
@@ -270,7 +265,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> torch.Ten
         depend on the batch size.
     """
     _check_min_rank("input", input, 2, "(N, C, *)")
-    _check_positive_int("num_groups", num_groups)
+    check_int("num_groups", num_groups, 1)
     n, channels = input.shape[:2]
     if channels % num_groups:
         raise ValueError(f"num_groups must divide the number of channels C = {channels}, got num_groups={num_groups}")
@@ -358,7 +353,7 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0) -> torch.Tens
         channel of an even size *before* c.
     """
     _check_min_rank("input", input, 3, "(N, C, *spatial)")
-    _check_positive_int("size", size)
+    check_int("size", size, 1)
     squares = (input * input).movedim(1, -1)  # channels last, so F.pad and unfold act on them
     windows = F.pad(squares, (size // 2, (size - 1) // 2)).unfold(-1, size, 1)  # (..., C, size)
     energy = windows.sum(-1).movedim(-1, 1)

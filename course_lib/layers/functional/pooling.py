@@ -37,7 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import Pair, as_pair, check_rank
+from ..._checks import Pair, as_pair, check_rank
 
 __all__ = [
     "adaptive_avg_pool2d",

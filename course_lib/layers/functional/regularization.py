@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_flag, check_probability, check_rank
+from ..._checks import check_flag, check_int, check_probability, check_rank
 
 __all__ = [
     "drop_block2d",
@@ -185,8 +185,7 @@ def drop_block2d(input, p=0.1, block_size=7, training=True, generator=None) -> t
     """
     _check_drop_args(input, p, training)
     check_rank("input", input, 4, "(N, C, H, W)")
-    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
-        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    check_int("block_size", block_size, 1)
     if not training or p == 0:
         return input
     n, c, h, w = input.shape

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_pair, check_rank
+from ..._checks import as_pair, check_int, check_rank
 from .conv import conv2d
 
 __all__ = ["conv_transpose2d"]
@@ -39,8 +39,7 @@ def _check_args(input, weight, bias, stride, padding, output_padding, groups, di
     """Validate the arguments; return stride, padding, output_padding, dilation as (h, w) pairs."""
     check_rank("input", input, 4, "(N, C_in, H, W)")
     check_rank("weight", weight, 4, "(C_in, C_out / groups, kH, kW)")
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    check_int("groups", groups, 1)
     c_in = input.shape[1]
     if weight.shape[0] != c_in:
         raise ValueError(f"weight.shape[0] must be input channels C_in = {c_in}, got weight of shape {tuple(weight.shape)}")

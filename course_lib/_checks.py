@@ -1,4 +1,4 @@
-"""Argument checks shared by the functional layers.
+"""Argument checks shared by every part of course_lib (layers, models, training, analysis).
 
 Every check raises ``ValueError`` naming the argument, what was expected and
 what was received, so that a wrong shape never broadcasts silently.
