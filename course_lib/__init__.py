@@ -8,6 +8,9 @@ Chapters and labs import everything they share from here::
 """
 
 from .config import SCALES, get_device, get_scale, is_full_scale, scaled, seed_everything
+from .notebook import register_figure_descriptions
+
+register_figure_descriptions()
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["to_image_array", "show_images", "show_kernels", "show_timings"]
+__all__ = ["describe_figure", "to_image_array", "show_images", "show_kernels", "show_timings"]
+
+
+def describe_figure(figure) -> str:
+    """A one-line description of a matplotlib figure from its titles (the book's alt text).
+
+    ``"<suptitle>: <panel title>; <panel title>; ..."``, each title once, in
+    panel order; a figure with no title at all gets matplotlib's own
+    ``<Figure size ... with N Axes>``, which the book build reports as untitled.
+    """
+    suptitle = figure._suptitle.get_text().strip() if getattr(figure, "_suptitle", None) else ""
+    panels: list[str] = []
+    for axes in figure.axes:
+        title = " ".join(t.strip() for t in (axes.get_title("left"), axes.get_title(), axes.get_title("right")) if t.strip())
+        if title and title not in panels:
+            panels.append(title)
+    if not suptitle and not panels:
+        return repr(figure)
+    if not panels:
+        return suptitle
+    return f"{suptitle}: {'; '.join(panels)}" if suptitle else "; ".join(panels)
 
 
 def to_image_array(image) -> np.ndarray:
