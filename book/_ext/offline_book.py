@@ -45,11 +45,13 @@ def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> No
         return
     seen, unique = set(), []
     for script in scripts:
-        key = (str(script), getattr(script, "attributes", {}).get("body"))
+        # An inline script may come once with filename None and once with "": same script.
+        key = (getattr(script, "filename", script) or "", getattr(script, "attributes", {}).get("body"))
         if key not in seen:
             seen.add(key)
             unique.append(script)
-    context["script_files"] = unique
+    # In place: handlers that run later (sphinx.ext.mathjax adds its script here) append to this list.
+    scripts[:] = unique
 
 
 def _copy_mathjax(app: Sphinx, exception) -> None:
@@ -68,7 +70,8 @@ def _copy_mathjax(app: Sphinx, exception) -> None:
 
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _configure, priority=900)
-    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    # Late, after the handlers that add scripts to a page (sphinx-thebe's come twice).
+    app.connect("html-page-context", _dedupe_scripts, priority=999)
     app.connect("build-finished", _copy_mathjax)
     app.add_css_file("course.css")
     app.add_js_file("sidebar-toggles.js", loading_method="defer")
