@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 LABS := $(notdir $(patsubst %/,%,$(wildcard solutions/*/)))
 
-.PHONY: install book test test-oldest labs notebooks lab clean
+.PHONY: install book test test-oldest labs notebooks lab student-kit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ book: $(STAMP)
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The unit tests, one chapter and one lab round trip in a second environment (.venv-oldest)
 # holding the lowest release that pyproject.toml admits of every dependency.
@@ -42,6 +42,11 @@ labs: $(STAMP)
 # After editing a chapter: execute it, keep only the outputs the tests compare, strip the rest.
 notebooks: $(STAMP)
 	$(BIN)/python scripts/refresh_notebooks.py
+
+# What a student receives, per lab: the course_lib wheel, the released notebook, a README and
+# JupyterLab settings without nbgrader's instructor tools (into student-kit/).
+student-kit: $(STAMP)
+	$(BIN)/python scripts/student_kit.py
 
 # Open the labs in JupyterLab, as a student does.
 lab: $(STAMP)

@@ -4,6 +4,14 @@ Instructor sources live in solutions/<lab>/<lab>.ipynb; `nbgrader generate_assig
 writes the student versions to labs/<lab>/. See README.md, "For instructors".
 """
 
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades,
+)
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+from course_lib.grading.nbgrader_plugin import GradeInSandbox, RemoveInstructorCells
+
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
 c.CourseDirectory.course_id = "cnn-course"
@@ -16,7 +24,22 @@ c.CourseDirectory.feedback_directory = "feedback"
 # The gradebook sits beside this file; it is local instructor state, not part of the repository.
 c.CourseDirectory.db_url = "sqlite:///gradebook.db"
 
-# Lab solutions run within 60 s on two CPU cores; one cell may take a while on a slow laptop.
+# Autograde never executes a submitted notebook: GradeInSandbox (course_lib/grading/nbgrader_plugin.py)
+# takes the place of nbgrader's Execute. It loads the answer cells into a sandbox, runs the lab's tests
+# (course_lib/grading/labs/) there, judges every output in this process, and writes each test cell's
+# verdict as its output; nbgrader then scores the cells as usual (an error output = 0 points).
+c.Autograde.autograde_preprocessors = [
+    GradeInSandbox, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.GradeInSandbox.wall_s = 120          # one submission, all tests together
+c.GradeInSandbox.call_timeout_s = 20   # one call of a student's function
+
+# The Formgrader shows each written answer's mark scheme below it (GradeInSandbox adds it to the
+# autograded notebook); feedback leaves it out.
+c.GenerateFeedback.preprocessors = [RemoveInstructorCells, GetGrades, CSSHTMLHeaderPreprocessor]
+
+# `nbgrader validate` (and the Validate button) still run the notebook in the student's kernel: the visible tests.
 c.ExecutePreprocessor.timeout = 300
 
 # Students are created in the gradebook the first time a submission of theirs is autograded.
@@ -25,3 +48,7 @@ c.Autograde.create_student = True
 # Student versions keep no outputs, and every test cell is restored from the source at grading time.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Feedback pages and the Formgrader render what students wrote: nbconvert's SanitizeHTML (bleach)
+# escapes its HTML, so a <script> in a submission never runs in the instructor's (or a student's) browser.
+c.HTMLExporter.preprocessors = ["nbconvert.preprocessors.sanitize.SanitizeHTML"]

@@ -24,26 +24,29 @@ def course_env(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def book_html(tmp_path_factory):
+def book_html(tmp_path_factory, worker_id):
     """The book, built once per test session exactly as `make book` builds it; its html folder.
 
     Every chapter executes once, here; the tests that read the built pages
     (test_book, test_book_browser) or the executed chapters (test_chapters) share
-    this build. Those tests live in modules marked ``slow``.
+    this build. Under pytest-xdist the workers share one build through a file
+    lock in their common temporary folder: the first to ask builds, the others wait.
     """
     from book_build import build_book
+    from filelock import FileLock
 
-    return build_book(tmp_path_factory.mktemp("book"))
-
-
-# Modules that read the one build of the book: they must run in the same pytest-xdist
-# worker, or each worker would build (and execute) the book again.
-BOOK_MODULES = {"test_book", "test_chapters", "test_book_browser"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """`make test` distributes with --dist loadgroup: one group per module (module-scoped
-    fixtures such as a graded nbgrader course are built once), one group for the book."""
-    for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group("book" if module in BOOK_MODULES else module))
+    if worker_id == "master":  # no xdist
+        return build_book(tmp_path_factory.mktemp("book"))
+    shared = tmp_path_factory.getbasetemp().parent
+    out, failed = shared / "book", shared / "book-build-failed.txt"
+    html = out / "_build" / "html"
+    with FileLock(str(shared / "book.lock")):
+        if failed.exists():
+            raise AssertionError(failed.read_text())
+        if not (html / "index.html").exists():
+            try:
+                build_book(out)
+            except AssertionError as error:
+                failed.write_text(str(error))  # the other workers report it instead of building again
+                raise
+    return html

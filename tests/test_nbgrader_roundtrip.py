@@ -12,6 +12,7 @@ import csv
 
 import nbformat
 import pytest
+from course_lib.grading.labs import get_spec
 from nbgrader_course import LAB_NAMES, SOLUTIONS, Submission, feedback_html, grade, new_course, notebook_path, solved_copy
 
 pytestmark = pytest.mark.slow
@@ -31,6 +32,13 @@ def untouched(release, source):
     return release
 
 
+SCRIPT = '<script>document.title = "pwned"</script>'
+
+
+def script_in_written_answer(grade_id: str, code: str) -> str:
+    return code + f"\n\n{SCRIPT}\n" if grade_id == "written_im2col" else code
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = new_course(tmp_path_factory.mktemp("roundtrip"))
@@ -38,6 +46,9 @@ def graded(tmp_path_factory):
     submissions += [Submission("untouched", lab, untouched) for lab in LAB_NAMES]
     submissions.append(
         Submission("padding_off_by_one", "lab01_convolution", lambda r, s: solved_copy(r, s, pad_off_by_one))
+    )
+    submissions.append(
+        Submission("script_writer", "lab01_convolution", lambda r, s: solved_copy(r, s, script_in_written_answer))
     )
     seconds = grade(course, submissions)
     print("\nnbgrader round trip, seconds per step:", {k: round(v, 1) for k, v in seconds.items()})
@@ -56,10 +67,15 @@ def cell_ids(lab: str) -> tuple[set[str], set[str]]:
 @pytest.mark.parametrize("lab", LAB_NAMES)
 def test_lab_has_the_required_parts(lab):
     tests, manual = cell_ids(lab)
-    source = notebook_path(SOLUTIONS, lab).read_text()
     assert tests, f"{lab} has no autograded test cell"
     assert manual, f"{lab} has no manually graded written answer"
-    assert "### BEGIN HIDDEN TESTS" in source, f"{lab} has no hidden tests"
+    spec = get_spec(lab)
+    specified = {t.grade_id for t in spec.tests}
+    assert tests == specified, (
+        f"{lab}: the notebook's graded test cells and course_lib/grading/labs/{lab}.py differ: "
+        f"only in the notebook {sorted(tests - specified)}, only in the specification {sorted(specified - tests)}"
+    )
+    assert any(t.hidden for t in spec.tests), f"{lab} has no hidden tests"
 
 
 @pytest.mark.parametrize("lab", LAB_NAMES)
@@ -80,7 +96,7 @@ def test_untouched_lab_scores_zero(graded, lab):
     tests, _ = cell_ids(lab)
     scored = {name: results[name] for name in tests if results[name][0] != 0}
     assert not scored, f"the untouched student version of {lab} scores on {scored}"
-    assert "NotImplementedError" in feedback_html(course, subs["untouched", lab])
+    assert "not written yet" in feedback_html(course, subs["untouched", lab])
 
 
 def test_padding_mistake_gets_partial_marks_and_is_named(graded):
@@ -103,3 +119,19 @@ def test_grades_are_exported(graded):
     for key, sub in subs.items():
         autograded = sum(score for score, _ in sub.results.values() if score is not None)
         assert rows[key] == pytest.approx(autograded), f"exported score of {key} differs from the gradebook"
+
+
+def test_mark_scheme_is_shown_to_the_grader_not_to_the_student(graded):
+    course, subs = graded
+    sub = subs["solution", "lab01_convolution"]
+    autograded = (course / "autograded" / sub.student / sub.lab / f"{sub.lab}.ipynb").read_text()
+    assert "Full marks need both numbers" in autograded, "the Formgrader must show the mark scheme beside the answer"
+    feedback = feedback_html(course, sub)
+    assert "Full marks need both numbers" not in feedback and "Mark scheme" not in feedback
+
+
+def test_html_written_by_a_student_is_sanitized(graded):
+    course, subs = graded
+    feedback = feedback_html(course, subs["script_writer", "lab01_convolution"])
+    assert "pwned" in feedback, "the written answer is missing from the feedback"
+    assert SCRIPT not in feedback, "a student's <script> must reach rendered pages escaped, never as a script"

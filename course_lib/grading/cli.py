@@ -1,0 +1,258 @@
+"""The instructor's grading commands, run in the course directory (where nbgrader_config.py is).
+
+    python -m course_lib.grading autograde LAB [--jobs N] [--student ID ...]
+    python -m course_lib.grading export [--to grades.csv]
+
+``autograde`` grades every submission of a lab with nbgrader (whose Execute
+step is replaced by the sandboxed grader, see nbgrader_config.py), and makes
+the run safe for a whole class:
+
+* the gradebook is copied (SQLite's online backup) to ``.grading/backups/``
+  before anything is written;
+* each student's folder ``submitted/<student>/<lab>/`` is graded whatever its
+  notebook is called (an LMS renames ``lab01_convolution.ipynb`` to
+  ``lab01_convolution (1).ipynb``): one notebook is graded under the lab's
+  name, the original kept beside it in ``.renamed/``; no notebook, or more than
+  one, is a recorded 0 with the reason;
+* students are graded in parallel, ``--jobs`` at a time (default: one per
+  core), each by its own ``nbgrader autograde --student`` process, so a crash
+  or a locked database costs that student one retry, never the run;
+* answers of different students that match closely are listed (copying).
+
+Everything the instructor needs to review lands in ``reports/<lab>/``:
+``<student>.json`` per submission (verdicts, flags, problems) and
+``summary.csv``. ``export`` writes nbgrader's grades.csv with a ``notes``
+column: why a submission scored 0 without being graded, and how many flags it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+
+from .grader import answer_cells
+from .nbgrader_plugin import report_path
+from .scan import similar_pairs
+
+__all__ = ["main", "normalize_submission", "backup_gradebook"]
+
+
+@dataclass
+class Outcome:
+    student: str
+    problem: str = ""  # why the submission could not be graded (then it scores 0)
+    returncode: int | None = None
+    seconds: float = 0.0
+    log: str = ""
+    attempts: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def course_config(course: Path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+
+
+def database_path(course: Path) -> Path:
+    url = course_config(course).CourseDirectory.get("db_url", "sqlite:///gradebook.db")
+    if not url.startswith("sqlite:///"):
+        raise SystemExit(f"only an SQLite gradebook is supported, got {url}")
+    path = Path(url[len("sqlite:///"):])
+    return path if path.is_absolute() else course / path
+
+
+def backup_gradebook(database: Path, folder: Path) -> Path | None:
+    """A consistent copy of the gradebook (SQLite's online backup), named by the time; None if none exists yet."""
+    if not database.exists():
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{database.stem}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.db"
+    with sqlite3.connect(database) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+    return target
+
+
+def normalize_submission(folder: Path, lab: str) -> str:
+    """Make ``folder`` hold its one notebook as ``<lab>.ipynb``; return "" or why it cannot be graded."""
+    expected = folder / f"{lab}.ipynb"
+    notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
+    if expected.exists() and len(notebooks) == 1:
+        return ""
+    if not notebooks:
+        return "no notebook was submitted"
+    if len(notebooks) > 1:
+        return f"{len(notebooks)} notebooks were submitted ({', '.join(p.name for p in notebooks)}); submit exactly one"
+    original = notebooks[0]
+    kept = folder / ".renamed"
+    kept.mkdir(exist_ok=True)
+    shutil.copy2(original, expected)
+    shutil.move(str(original), kept / original.name)
+    return ""
+
+
+def record_zero(database: Path, lab: str, student: str) -> None:
+    """Give every grade of ``student``'s submission of ``lab`` 0 points, nothing left to grade by hand."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{database}") as gradebook:
+        gradebook.update_or_create_student(student)
+        submission = gradebook.update_or_create_submission(lab, student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                grade.auto_score = 0
+                grade.needs_manual_grade = False
+        gradebook.db.commit()
+
+
+def _autograde(course: Path, lab: str, student: str, timeout_s: float) -> tuple[int, str]:
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    try:
+        done = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force"],
+                              cwd=course, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return -1, f"nbgrader autograde took more than {timeout_s:g} s"
+    failed = done.returncode != 0 or "[ERROR]" in done.stderr
+    return (done.returncode or 1) if failed else 0, done.stderr[-3000:]
+
+
+def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, timeout_s: float) -> list[Outcome]:
+    database = database_path(course)
+    backup = backup_gradebook(database, course / ".grading" / "backups")
+    print(f"gradebook backed up to {backup}" if backup else "no gradebook yet: nothing to back up")
+    submitted = course / "submitted"
+    everyone = sorted(p.name for p in submitted.iterdir() if (p / lab).is_dir()) if submitted.is_dir() else []
+    outcomes = [Outcome(s) for s in (students or everyone)]
+    for outcome in outcomes:
+        outcome.problem = normalize_submission(submitted / outcome.student / lab, lab)
+
+    def grade(outcome: Outcome) -> Outcome:
+        start = time.perf_counter()
+        outcome.attempts += 1
+        outcome.returncode, outcome.log = _autograde(course, lab, outcome.student, timeout_s)
+        outcome.seconds += time.perf_counter() - start
+        return outcome
+
+    gradable = [o for o in outcomes if not o.problem]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(grade, gradable))
+    for outcome in [o for o in gradable if o.returncode != 0]:
+        grade(outcome)  # once more, alone: a locked database or a crash of nbgrader itself
+        if outcome.returncode != 0:
+            outcome.problem = f"grading failed twice: {outcome.log.strip().splitlines()[-1] if outcome.log.strip() else outcome.returncode}"
+    for outcome in outcomes:
+        if outcome.problem:
+            try:
+                record_zero(database, lab, outcome.student)
+            except Exception as error:  # noqa: BLE001 - one student's database error must not stop the others
+                outcome.notes.append(f"could not record the 0: {error}")
+            path = report_path(course, lab, outcome.student)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"student": outcome.student, "lab": lab, "problem": outcome.problem}, indent=1))
+    elapsed = time.perf_counter() - start
+    _similarity_report(course, lab, [o.student for o in gradable if not o.problem])
+    _summary(course, lab, outcomes, elapsed)
+    return outcomes
+
+
+def _similarity_report(course: Path, lab: str, students: list[str]) -> None:
+    by_cell: dict[str, dict[str, str]] = {}
+    for student in students:
+        path = course / "submitted" / student / lab / f"{lab}.ipynb"
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - an unreadable notebook was already reported by nbgrader
+            continue
+        for cell, source in answer_cells(nb):
+            by_cell.setdefault(cell, {})[student] = source
+    pairs = [(cell, a, b, ratio) for cell, answers in by_cell.items() for a, b, ratio in similar_pairs(answers)]
+    for cell, a, b, ratio in pairs:
+        for student, other in ((a, b), (b, a)):
+            path = report_path(course, lab, student)
+            if path.exists():
+                report = json.loads(path.read_text())
+                report.setdefault("flags", []).append(f"{cell}: {ratio:.0%} like {other}'s answer (identifiers renamed)")
+                path.write_text(json.dumps(report, indent=1))
+
+
+def _summary(course: Path, lab: str, outcomes: list[Outcome], elapsed: float) -> None:
+    rows = []
+    for outcome in outcomes:
+        path = report_path(course, lab, outcome.student)
+        report = json.loads(path.read_text()) if path.exists() else {}
+        rows.append({
+            "student": outcome.student,
+            "tests passed": f"{len(report.get('passed', []))}/{len(report.get('verdicts', {}))}" if "verdicts" in report else "-",
+            "problem": outcome.problem,
+            "flags": " | ".join(report.get("flags", [])),
+            "seconds": f"{outcome.seconds:.1f}",
+        })
+    folder = course / "reports" / lab
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["student"])
+        writer.writeheader()
+        writer.writerows(rows)
+    graded = sum(1 for o in outcomes if not o.problem)
+    print(f"{lab}: {graded} graded, {len(outcomes) - graded} not gradable, in {elapsed:.1f} s "
+          f"({elapsed / max(1, len(outcomes)):.1f} s per submission)")
+    for row in rows:
+        if row["problem"] or row["flags"]:
+            print(f"  {row['student']}: {row['problem'] or ''} {row['flags']}".rstrip())
+    print(f"report: {folder / 'summary.csv'}")
+
+
+def export(course: Path, to: Path) -> None:
+    """nbgrader's export, plus a ``notes`` column from the grading reports."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(to)], cwd=course, env=env, check=True,
+                   capture_output=True, text=True)
+    with open(to, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        path = report_path(course, row["assignment"], row["student_id"])
+        report = json.loads(path.read_text()) if path.exists() else {}
+        notes = [report["problem"]] if report.get("problem") else []
+        if report.get("flags"):
+            notes.append(f"{len(report['flags'])} flag(s) to review in reports/{row['assignment']}/{row['student_id']}.json")
+        row["notes"] = "; ".join(notes)
+    with open(to, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["notes"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    grade = commands.add_parser("autograde", help="grade every submission of a lab, in parallel, safely")
+    grade.add_argument("lab")
+    grade.add_argument("--student", action="append", help="only this student (repeatable)")
+    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="submissions graded at once")
+    grade.add_argument("--timeout", type=float, default=300.0, help="seconds one nbgrader process may take")
+    exporting = commands.add_parser("export", help="grades.csv with a notes column")
+    exporting.add_argument("--to", type=Path, default=Path("grades.csv"))
+    parser.add_argument("--course", type=Path, default=Path.cwd(), help="the course directory (default: here)")
+    args = parser.parse_args(argv)
+    course = args.course.resolve()
+    if not (course / "nbgrader_config.py").exists():
+        parser.error(f"{course} is not a course directory (no nbgrader_config.py)")
+    if args.command == "autograde":
+        outcomes = autograde(course, args.lab, args.student, args.jobs, args.timeout)
+        return 0 if all(o.returncode in (0, None) or o.problem for o in outcomes) else 1
+    export(course, args.to if args.to.is_absolute() else course / args.to)
+    return 0

@@ -1,0 +1,155 @@
+"""nbgrader's autograde, with every graded test scored outside the student's process.
+
+``GradeInSandbox`` takes the place of nbgrader's ``Execute`` preprocessor in
+``nbgrader autograde`` (``nbgrader_config.py``). nbgrader still collects the
+submission, restores the locked cells, records the scores in the gradebook,
+and later renders feedback and exports grades; but the student's notebook is
+never executed. Instead :func:`course_lib.grading.grader.grade_notebook` runs
+the answer cells in a sandbox, and each graded test cell receives, as its
+output, the grader's verdict:
+
+* passed: one line on stdout (nbgrader gives the cell's points);
+* failed: an error output whose text is the one-line message, with the
+  "Likely cause" when the mistake is recognised, then at most a few lines of
+  the student's own traceback (nbgrader gives 0 points).
+
+A hidden test cell shows only a note and its verdict: the cases themselves are
+never written into the notebook, so feedback cannot reveal them. Below each
+written answer, the autograded notebook (what the Formgrader shows) gets that
+answer's mark scheme from the lab's source; ``RemoveInstructorCells`` takes it
+out again when nbgrader renders feedback. The flags of the static scan and the similarity
+check, with the verdicts, go to ``reports/<lab>/<student>.json``, for the
+instructor only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+
+import nbformat
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Float, Int, Unicode
+
+from .grader import SubmissionResult, grade_notebook
+from .labs import get_spec
+from .spec import submission_seed
+
+__all__ = ["GradeInSandbox", "RemoveInstructorCells", "grading_key", "report_path", "HIDDEN_NOTE"]
+
+HIDDEN_NOTE = "# Hidden tests: cases drawn for your submission when your lab is graded; the result is below."
+TRACEBACK_LINES = 6
+INSTRUCTOR_ONLY = "course_lib_instructor_only"  # cell metadata key of what feedback must not show
+MARK_SCHEME = re.compile(r"=== BEGIN MARK SCHEME ===\n?(.*?)=== END MARK SCHEME ===", re.S)
+
+
+def mark_schemes(source_notebook: Path) -> dict[str, str]:
+    """{grade_id: mark scheme text} of the written answers of a lab's instructor source."""
+    if not source_notebook.exists():
+        return {}
+    schemes = {}
+    for cell in nbformat.read(source_notebook, as_version=4).cells:
+        found = MARK_SCHEME.search(cell.source)
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if found and grade_id:
+            schemes[grade_id] = found.group(1).strip()
+    return schemes
+
+
+def _with_mark_schemes(cells: list, schemes: dict[str, str]) -> list:
+    out = []
+    for cell in cells:
+        out.append(cell)
+        meta = cell.metadata.get("nbgrader", {})
+        scheme = schemes.get(meta.get("grade_id")) if meta.get("solution") and meta.get("grade") else None
+        if scheme:
+            note = nbformat.v4.new_markdown_cell(f"**Mark scheme** (instructors only: not in feedback)\n\n{scheme}")
+            note.metadata[INSTRUCTOR_ONLY] = True
+            out.append(note)
+    return out
+
+
+def grading_key(path: Path) -> bytes:
+    """The instructor's secret for hidden-case seeds, created on first use (readable by its owner only)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as f:
+            f.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def report_path(course: Path, lab: str, student: str) -> Path:
+    return course / "reports" / lab / f"{student}.json"
+
+
+def _outputs(verdict, points) -> list:
+    if verdict.passed:
+        text = f"{verdict.title}: {verdict.message}. {points:g} of {points:g} points.\n"
+        return [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    lines = [f"{verdict.title}: 0 of {points:g} points.", verdict.message]
+    if verdict.traceback:
+        lines += ["Where your code failed:", *verdict.traceback[-TRACEBACK_LINES:]]
+    return [nbformat.v4.new_output("error", ename="TestFailed", evalue=verdict.message, traceback=lines)]
+
+
+class GradeInSandbox(NbGraderPreprocessor):
+    """Score each graded test cell from the sandboxed grader (replaces nbgrader's Execute)."""
+
+    wall_s = Float(120.0, help="Seconds one submission may take in all (every test of it).").tag(config=True)
+    call_timeout_s = Float(20.0, help="Seconds one call of a student's function may take.").tag(config=True)
+    memory_mb = Int(2048, help="Memory (address space) the answers may use on top of the preamble's (import torch), in MB.").tag(config=True)
+    key_file = Unicode(".grading/key", help="The secret for hidden-case seeds, relative to the course directory.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        from .sandbox import Limits
+
+        lab, student = resources["nbgrader"]["assignment"], resources["nbgrader"]["student"]
+        course = Path.cwd()
+        spec = get_spec(lab)
+        seed = submission_seed(grading_key(course / self.key_file), lab, student)
+        limits = Limits(wall_s=self.wall_s, call_timeout_s=self.call_timeout_s, memory_mb=self.memory_mb)
+        result = grade_notebook(nb, spec, seed, limits=limits)
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code":
+                continue
+            cell.outputs, cell.execution_count = [], None
+            grade_id = meta.get("grade_id")
+            if meta.get("grade") and not meta.get("solution") and grade_id in result.verdicts:
+                test = spec.test(grade_id)
+                if test.hidden:
+                    cell.source = HIDDEN_NOTE
+                cell.outputs = _outputs(result.verdicts[grade_id], float(meta.get("points", 0)))
+            elif meta.get("grade") and not meta.get("solution"):
+                message = f"{grade_id}: the lab's grading specification has no test for this cell"
+                cell.outputs = [nbformat.v4.new_output("error", ename="GradingError", evalue=message, traceback=[message])]
+        source_directory = self.config.CourseDirectory.get("source_directory", "source")
+        nb.cells = _with_mark_schemes(nb.cells, mark_schemes(course / source_directory / lab / f"{lab}.ipynb"))
+        self._write_report(course, lab, student, result)
+        self.log.info("%s/%s: %d of %d tests passed in %.1f s, %d flag(s)", student, lab, len(result.passed()),
+                      len(result.verdicts), result.seconds, len(result.flags))
+        return nb, resources
+
+    @staticmethod
+    def _write_report(course: Path, lab: str, student: str, result: SubmissionResult) -> None:
+        path = report_path(course, lab, student)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "student": student, "lab": lab, "seconds": round(result.seconds, 2),
+            "passed": result.passed(),
+            "verdicts": {k: {"passed": v.passed, "message": v.message} for k, v in result.verdicts.items()},
+            "load_errors": result.load_errors,
+            "flags": [str(f) for f in result.flags],
+        }, indent=1))
+
+
+class RemoveInstructorCells(NbGraderPreprocessor):
+    """In feedback: drop what only the instructor may read (the mark schemes GradeInSandbox adds)."""
+
+    def preprocess(self, nb, resources):
+        nb.cells = [cell for cell in nb.cells if not cell.metadata.get(INSTRUCTOR_ONLY)]
+        return nb, resources

@@ -1,0 +1,150 @@
+"""The pieces of the sandboxed grading pipeline that need no sandbox: seeds, specifications, scans, folders."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.grading.cli import backup_gradebook, normalize_submission
+from course_lib.grading.grader import answer_cells
+from course_lib.grading.labs import get_spec
+from course_lib.grading.scan import copied_from, scan_answer, similar_pairs, similarity
+from course_lib.grading.spec import submission_seed
+from course_lib.layers import functional as CF
+
+SPEC = get_spec("lab01_convolution")
+
+
+def test_seeds_are_fixed_per_student_and_secret_without_the_key():
+    key = bytes(range(32))
+    assert submission_seed(key, "lab01", "alice") == submission_seed(key, "lab01", "alice")
+    assert submission_seed(key, "lab01", "alice") != submission_seed(key, "lab01", "bob")
+    assert submission_seed(key, "lab01", "alice") != submission_seed(bytes(32), "lab01", "alice")
+
+
+def test_hidden_cases_change_with_the_seed_and_visible_ones_do_not():
+    hidden, visible = SPEC.test("test_loops_hidden"), SPEC.test("test_loops_basic")
+    labels = lambda test, seed: [c.label for c in test.cases(seed)]  # noqa: E731
+    assert labels(hidden, 1) != labels(hidden, 2)
+    assert labels(visible, 1) == labels(visible, 2)
+
+
+def test_get_spec_refuses_an_unknown_lab():
+    with pytest.raises(ValueError, match="no grading specification"):
+        get_spec("lab99_nothing")
+    with pytest.raises(ValueError, match="folder name"):
+        get_spec("../solutions")
+
+
+def _loops(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)  # a shortcut, refused by the guard
+
+
+def _padding_off_by_one(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Stride, dilation and groups of 1 only: enough for the basic test, with one pixel too much padding."""
+    kh, kw = weight.shape[-2:]
+    patches = F.pad(x, (padding + 1,) * 4).unfold(2, kh, 1).unfold(3, kw, 1)  # (N, C, H_out, W_out, kH, kW)
+    out = torch.einsum("nchwij,ocij->nohw", patches, weight)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def test_run_test_names_the_mistake_in_the_students_notebook():
+    with pytest.raises(AssertionError, match="Likely cause: padding off by one"):
+        SPEC.run("test_loops_basic", {"conv2d_loops": _padding_off_by_one})
+
+
+def test_run_test_refuses_a_shortcut_while_visible_cases_run():
+    with pytest.raises(AssertionError, match="ForbiddenCallError.*aten::convolution"):
+        SPEC.run("test_loops_basic", {"conv2d_loops": _loops})
+
+
+def test_run_test_asks_for_a_missing_function_and_announces_hidden_tests(capsys):
+    with pytest.raises(AssertionError, match="define the function conv2d_loops"):
+        SPEC.run("test_loops_basic", {})
+    SPEC.run("test_loops_hidden", {})
+    assert "hidden tests" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("source", "reason"), [
+    ("y = F.conv2d(x, w)", "uses conv2d"),
+    ("y = torch.nn.functional.unfold(x, 3)", "uses functional.unfold"),
+    ("f = getattr(F, 'conv' + '2d')", "computed name"),
+    ("f = getattr(F, 'conv2d')", "names conv2d in a string"),
+    ("y = torch.ops.aten.convolution(x, w)", "calls ATen operators directly"),
+    ("from scipy.signal import correlate2d", "uses scipy"),
+    ("y = torch.fft.rfft2(x)", "uses fft"),
+    ("import importlib\nm = importlib.import_module('torch')", "imports by a computed name"),
+    ("exec('y = 1')", "runs code built at run time"),
+    ("f.__code__ = g.__code__", "swaps a function's code"),
+    ("from torch.utils._python_dispatch import _disable_current_modes", "dispatch"),
+    ("import threading", "starts threads"),
+    ("get_ipython().input_transformers_post.append(f)", "tampers with the notebook kernel"),
+    ("from course_lib.layers.functional import conv2d_naive", "course_lib's own convolutions"),
+    ("globals()['F'].conv2d", "reaches names indirectly"),
+])
+def test_scan_flags_shortcuts_and_tricks(source, reason):
+    flags = scan_answer("conv2d_loops", source, SPEC.forbidden)
+    assert any(reason in flag.reason for flag in flags), [str(f) for f in flags]
+
+
+def test_scan_lets_an_honest_answer_through():
+    x_unfold = "cols = x.unfold(2, 3, 1)\ny = torch.einsum('nchw,ochw->no', patch, w)\nz = F.pad(x, (1, 1, 1, 1))"
+    assert scan_answer("im2col", x_unfold, SPEC.forbidden) == []
+    assert scan_answer("im2col", "def im2col(x, k):\n    '''im2col of x'''\n    return x", SPEC.forbidden) == []
+
+
+def test_copy_of_course_lib_is_flagged_even_renamed():
+    import inspect
+
+    source = inspect.getsource(CF.conv2d_naive).replace("input", "inp").replace("weight", "kernels")
+    flags = copied_from("conv2d_loops", source, SPEC.originals)
+    assert flags and "conv2d_naive" in flags[0].reason
+    assert similarity(source, inspect.getsource(CF.conv2d_naive)) > 0.95
+
+
+def test_similar_pairs_find_copies_between_students():
+    import inspect
+
+    body = inspect.getsource(CF.conv2d_naive)
+    answers = {"alice": body, "bob": body.replace("out", "result"), "carol": inspect.getsource(CF.conv1d)}
+    pairs = similar_pairs(answers)
+    assert [(a, b) for a, b, _ in pairs] == [("alice", "bob")]
+
+
+def test_answer_cells_are_the_autograded_answers_in_order():
+    import nbformat
+
+    nb = nbformat.read("solutions/lab01_convolution/lab01_convolution.ipynb", as_version=4)
+    assert [name for name, _ in answer_cells(nb)] == ["output_size", "conv2d_loops", "im2col", "conv2d_im2col"]
+
+
+@pytest.mark.parametrize(("files", "problem", "graded"), [
+    (["lab01_convolution.ipynb"], "", "lab01_convolution.ipynb"),
+    (["lab01_convolution (1).ipynb"], "", "lab01_convolution.ipynb"),
+    (["Lab1-final.ipynb", "notes.txt"], "", "lab01_convolution.ipynb"),
+    ([], "no notebook", None),
+    (["a.ipynb", "b.ipynb"], "2 notebooks", None),
+])
+def test_one_notebook_is_graded_whatever_its_name(tmp_path, files, problem, graded):
+    for name in files:
+        (tmp_path / name).write_text("{}")
+    found = normalize_submission(tmp_path, "lab01_convolution")
+    assert (problem in found) if problem else found == ""
+    if graded:
+        assert (tmp_path / graded).exists()
+        renamed = [n for n in files if n.endswith(".ipynb") and n != graded]
+        assert all((tmp_path / ".renamed" / n).exists() for n in renamed), "the original must be kept"
+
+
+def test_gradebook_is_backed_up_consistently(tmp_path):
+    database = tmp_path / "gradebook.db"
+    with sqlite3.connect(database) as db:
+        db.execute("create table grade (student text, score real)")
+        db.execute("insert into grade values ('alice', 16)")
+    copy = backup_gradebook(database, tmp_path / "backups")
+    with sqlite3.connect(copy) as db:
+        assert db.execute("select * from grade").fetchall() == [("alice", 16.0)]
+    assert backup_gradebook(tmp_path / "missing.db", tmp_path / "backups") is None
