@@ -52,3 +52,11 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Feedback pages and the Formgrader render what students wrote: nbconvert's SanitizeHTML (bleach)
 # escapes its HTML, so a <script> in a submission never runs in the instructor's (or a student's) browser.
 c.HTMLExporter.preprocessors = ["nbconvert.preprocessors.sanitize.SanitizeHTML"]
+
+# `nbgrader zip_collect <lab>` takes a Canvas "Download Submissions" archive, put in
+# downloaded/<lab>/archive/. Canvas names each file <name>_[late_]<user id>_<submission id>_<file name>
+# (doejane_12345_678901_lab01_convolution.ipynb); the Canvas user id becomes the nbgrader student id.
+# Canvas renames a resubmission (lab01_convolution-1.ipynb): `python -m course_lib.grading autograde`
+# grades a student's one notebook whatever its name.
+c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+c.FileNameCollectorPlugin.named_regexp = r"(?i).*/[^/_]+_(?:late_)?(?P<student_id>\d+)_\d+_(?P<file_id>[^/]+)$"
