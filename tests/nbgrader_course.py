@@ -125,7 +125,7 @@ def grade(course: Path, submissions: list[Submission]) -> dict[str, float]:
     seconds["autograde"] = time.perf_counter() - start
     start = time.perf_counter()
     for lab in labs:
-        nbgrader(course, "generate_feedback", lab, "--force")
+        course_grading(course, "feedback", lab)
     seconds["generate_feedback"] = time.perf_counter() - start
     start = time.perf_counter()
     course_grading(course, "export", "--to", str(course / "grades.csv"))

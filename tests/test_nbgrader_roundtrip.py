@@ -9,6 +9,7 @@ feedback that names the mistake.
 from __future__ import annotations
 
 import csv
+import os
 
 import nbformat
 import pytest
@@ -135,3 +136,27 @@ def test_html_written_by_a_student_is_sanitized(graded):
     feedback = feedback_html(course, subs["script_writer", "lab01_convolution"])
     assert "pwned" in feedback, "the written answer is missing from the feedback"
     assert SCRIPT not in feedback, "a student's <script> must reach rendered pages escaped, never as a script"
+
+
+def test_feedback_reads_offline_with_its_math(graded):
+    """A student opens the feedback page without a network: formulas render, nothing else is asked for."""
+    from browser import Browsers, check_page, find_browser, serve
+
+    course, subs = graded
+    sub = subs["solution", "lab01_convolution"]
+    html = feedback_html(course, sub)
+    assert "cdnjs" not in html and "window.MathJax" in html, "feedback must carry its own MathJax"
+    found = find_browser()
+    if isinstance(found, str):
+        if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
+            pytest.fail(found)
+        pytest.skip(found)
+    browsers = Browsers(*found)
+    try:
+        with serve(course / "feedback") as base:
+            url = f"{base}{sub.student}/{sub.lab}/{sub.lab}.html"
+            problems = check_page(browsers["laptop"], url, base, "laptop",
+                                  checks=("raw_tex", "console_errors", "external_requests"))
+    finally:
+        browsers.close()
+    assert not any(problems.values()), problems

@@ -1,6 +1,7 @@
 """The instructor's grading commands, run in the course directory (where nbgrader_config.py is).
 
     python -m course_lib.grading autograde LAB [--jobs N] [--student ID ...]
+    python -m course_lib.grading feedback LAB
     python -m course_lib.grading export [--to grades.csv]
 
 ``autograde`` grades every submission of a lab with nbgrader (whose Execute
@@ -19,6 +20,10 @@ the run safe for a whole class:
   or a locked database costs that student one retry, never the run;
 * answers of different students that match closely are listed (copying).
 
+``feedback`` is nbgrader's generate_feedback, whose pages then carry their own
+MathJax (3, SVG output, inline: one file a student can open offline) instead
+of a CDN's.
+
 Everything the instructor needs to review lands in ``reports/<lab>/``:
 ``<student>.json`` per submission (verdicts, flags, problems) and
 ``summary.csv``. ``export`` writes nbgrader's grades.csv with a ``notes``
@@ -31,6 +36,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -216,6 +222,39 @@ def _summary(course: Path, lab: str, outcomes: list[Outcome], elapsed: float) ->
     print(f"report: {folder / 'summary.csv'}")
 
 
+# nbgrader's feedback template loads MathJax 2 from a CDN, then configures it.
+_CDN_MATHJAX = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*">\s*</script>\s*'
+                          r'<!-- MathJax configuration -->\s*<script type="text/x-mathjax-config">.*?</script>', re.S)
+_MATHJAX_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+                   "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true, tags: 'ams'}, "
+                   "svg: {fontCache: 'global'}};</script>")
+
+
+def offline_math(html: str) -> str:
+    """``html`` with the CDN MathJax replaced by MathJax 3 inline (SVG output needs no font files)."""
+    from importlib import metadata
+
+    script = Path(metadata.distribution("sphinx-mathjax-offline").locate_file(
+        "sphinx-mathjax-offline/static/mathjax/tex-svg.js")).read_text()
+    inline = _MATHJAX_CONFIG + "\n<script>" + script.replace("</script", "<\\/script") + "</script>"
+    return _CDN_MATHJAX.sub(lambda _: inline, html, count=1)
+
+
+def feedback(course: Path, lab: str) -> int:
+    """nbgrader's generate_feedback, then MathJax inline in every page it wrote (offline)."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", lab, "--force"], cwd=course, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return done.returncode
+    pages = sorted((course / "feedback").glob(f"*/{lab}/*.html"))
+    for page in pages:
+        page.write_text(offline_math(page.read_text()))
+    print(f"{lab}: {len(pages)} feedback page(s), math rendered offline")
+    return 0
+
+
 def export(course: Path, to: Path) -> None:
     """nbgrader's export, plus a ``notes`` column from the grading reports."""
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
@@ -244,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--student", action="append", help="only this student (repeatable)")
     grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="submissions graded at once")
     grade.add_argument("--timeout", type=float, default=300.0, help="seconds one nbgrader process may take")
+    feedback_parser = commands.add_parser("feedback", help="nbgrader's feedback pages, readable offline")
+    feedback_parser.add_argument("lab")
     exporting = commands.add_parser("export", help="grades.csv with a notes column")
     exporting.add_argument("--to", type=Path, default=Path("grades.csv"))
     parser.add_argument("--course", type=Path, default=Path.cwd(), help="the course directory (default: here)")
@@ -254,5 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "autograde":
         outcomes = autograde(course, args.lab, args.student, args.jobs, args.timeout)
         return 0 if all(o.returncode in (0, None) or o.problem for o in outcomes) else 1
+    if args.command == "feedback":
+        return feedback(course, args.lab)
     export(course, args.to if args.to.is_absolute() else course / args.to)
     return 0
