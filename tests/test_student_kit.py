@@ -293,15 +293,8 @@ def test_readme_parts_read_defensively():
 
 
 def kit_files(kit: Path):
-    """(name, text) of every file of the kit and of every file inside its wheel."""
-    for path in sorted(p for p in kit.rglob("*") if p.is_file()):
-        rel = path.relative_to(kit).as_posix()
-        if path.suffix == ".whl":
-            with zipfile.ZipFile(path) as zf:
-                for name in zf.namelist():
-                    yield f"{rel}!{name}", zf.read(name).decode("utf-8", "replace")
-        else:
-            yield rel, path.read_bytes().decode("utf-8", "replace")
+    """(name, text) of every file of the kit and of every file inside its wheel (the script's own reader)."""
+    return load_script().kit_texts(kit)
 
 
 def between(text: str, begin: str, end: str) -> list[str]:
