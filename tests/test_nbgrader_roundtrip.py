@@ -160,3 +160,12 @@ def test_feedback_reads_offline_with_its_math(graded):
     finally:
         browsers.close()
     assert not any(problems.values()), problems
+
+
+def test_no_false_checksum_warnings(graded):
+    """nbgrader issue 1961: hidden tests inside test cells made every autograde warn that a checksum changed.
+    Test cells now hold no hidden source (the cases come from the lab's specification), so nothing may warn."""
+    course, subs = graded
+    log = (course / "reports" / "lab01_convolution" / "solution.log").read_text()
+    assert "[AutogradeApp | INFO]" in log, "nbgrader's log of the autograde is missing"
+    assert "checksum" not in log.lower() and "WARNING" not in log, log[-2000:]

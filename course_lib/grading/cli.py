@@ -25,8 +25,8 @@ MathJax (3, SVG output, inline: one file a student can open offline) instead
 of a CDN's.
 
 Everything the instructor needs to review lands in ``reports/<lab>/``:
-``<student>.json`` per submission (verdicts, flags, problems) and
-``summary.csv``. ``export`` writes nbgrader's grades.csv with a ``notes``
+``<student>.json`` per submission (verdicts, flags, problems), ``<student>.log``
+(nbgrader's messages) and ``summary.csv``. ``export`` writes nbgrader's grades.csv with a ``notes``
 column: why a submission scored 0 without being graded, and how many flags it has.
 """
 
@@ -132,7 +132,7 @@ def _autograde(course: Path, lab: str, student: str, timeout_s: float) -> tuple[
     except subprocess.TimeoutExpired:
         return -1, f"nbgrader autograde took more than {timeout_s:g} s"
     failed = done.returncode != 0 or "[ERROR]" in done.stderr
-    return (done.returncode or 1) if failed else 0, done.stderr[-3000:]
+    return (done.returncode or 1) if failed else 0, done.stderr[-1_000_000:]  # capped: a log, not a flood
 
 
 def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, timeout_s: float) -> list[Outcome]:
@@ -150,6 +150,9 @@ def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, tim
         outcome.attempts += 1
         outcome.returncode, outcome.log = _autograde(course, lab, outcome.student, timeout_s)
         outcome.seconds += time.perf_counter() - start
+        log = report_path(course, lab, outcome.student).with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(outcome.log)  # nbgrader's own messages, for the instructor
         return outcome
 
     gradable = [o for o in outcomes if not o.problem]
