@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.grading.cli import backup_gradebook, normalize_submission
+from course_lib.grading.cli import RENAMED, backup_gradebook, normalize_submission
 from course_lib.grading.grader import answer_cells
 from course_lib.grading.labs import get_spec
 from course_lib.grading.scan import copied_from, scan_answer, similar_pairs, similarity
@@ -136,7 +136,25 @@ def test_one_notebook_is_graded_whatever_its_name(tmp_path, files, problem, grad
     if graded:
         assert (tmp_path / graded).exists()
         renamed = [n for n in files if n.endswith(".ipynb") and n != graded]
-        assert all((tmp_path / ".renamed" / n).exists() for n in renamed), "the original must be kept"
+        assert all((tmp_path / RENAMED / n).exists() for n in renamed), "the original must be kept"
+
+
+def test_symbolic_links_in_a_submission_are_removed_unfollowed(tmp_path):
+    secret = tmp_path / "gradebook.db"
+    secret.write_text("every student's grades")
+    folder = tmp_path / "submitted" / "mallory" / "lab01_convolution"
+    folder.mkdir(parents=True)
+    (folder / "lab01_convolution.ipynb").symlink_to(secret)
+    (folder / "grades.db").symlink_to(secret)
+    assert "no notebook" in normalize_submission(folder, "lab01_convolution")
+    assert not any(folder.iterdir()) and secret.read_text() == "every student's grades"
+
+
+def test_a_file_in_the_way_of_the_renamed_originals_does_not_stop_grading(tmp_path):
+    (tmp_path / "lab01_convolution (1).ipynb").write_text("{}")
+    (tmp_path / RENAMED).write_text("in the way")
+    assert normalize_submission(tmp_path, "lab01_convolution") == ""
+    assert (tmp_path / RENAMED / "lab01_convolution (1).ipynb").exists()
 
 
 def test_gradebook_is_backed_up_consistently(tmp_path):
@@ -148,3 +166,31 @@ def test_gradebook_is_backed_up_consistently(tmp_path):
     with sqlite3.connect(copy) as db:
         assert db.execute("select * from grade").fetchall() == [("alice", 16.0)]
     assert backup_gradebook(tmp_path / "missing.db", tmp_path / "backups") is None
+
+
+@pytest.mark.slow
+def test_a_hang_costs_its_own_tests_once_and_a_broken_cell_is_named():
+    """One function that never returns is timed out once, not once per test; a cell that does not load is named."""
+    import re
+
+    import nbformat
+
+    from course_lib.grading.grader import grade_answers
+    from course_lib.grading.sandbox import Limits, sandbox_available
+
+    available, why = sandbox_available()
+    if not available:
+        pytest.skip(why)
+    nb = nbformat.read("solutions/lab01_convolution/lab01_convolution.ipynb", as_version=4)
+    cells = dict((n, re.sub(r"[ \t]*### (BEGIN|END) SOLUTION\n?", "", s)) for n, s in answer_cells(nb))
+    cells["conv2d_loops"] = "def conv2d_loops(*args, **kwargs):\n    while True:\n        pass"
+    cells["im2col"] += "\nbroken = ("
+    result = grade_answers(list(cells.items()), SPEC, seed=1, limits=Limits(call_timeout_s=3, wall_s=60))
+    verdicts = result.verdicts
+    assert verdicts["test_output_size"].passed and verdicts["test_output_size_hidden"].passed
+    loops = [v for k, v in verdicts.items() if k.startswith("test_loops")]
+    assert not any(v.passed for v in loops)
+    assert sum("timed out after 3 s" in v.message for v in loops) == len(loops)
+    assert sum(v.message.startswith("not run") for v in loops) == len(loops) - 1, "the hang must be paid for once"
+    assert "did not load" in verdicts["test_im2col"].message and "SyntaxError" in verdicts["test_im2col"].message
+    assert result.seconds < 40

@@ -92,22 +92,52 @@ def backup_gradebook(database: Path, folder: Path) -> Path | None:
     return target
 
 
+RENAMED = ".course-renamed-originals"  # where a renamed notebook's original is kept, beside it
+
+
+def _remove_links(folder: Path) -> list[str]:
+    """Delete every symbolic link under ``folder`` (never followed); return their names.
+
+    nbgrader copies a submission folder into autograded/ and feedback/ following links:
+    a link to the gradebook, the key or the solution would land in a student's feedback.
+    """
+    removed = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            removed.append(str(path.relative_to(folder)))
+            path.unlink()
+    return removed
+
+
 def normalize_submission(folder: Path, lab: str) -> str:
-    """Make ``folder`` hold its one notebook as ``<lab>.ipynb``; return "" or why it cannot be graded."""
-    expected = folder / f"{lab}.ipynb"
-    notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
-    if expected.exists() and len(notebooks) == 1:
+    """Make ``folder`` hold its one notebook as ``<lab>.ipynb``; return "" or why it cannot be graded.
+
+    Symbolic links are deleted first (a notebook that is a link is no notebook). Nothing a
+    submission holds can make this raise: a problem is returned as its reason.
+    """
+    if folder.is_symlink():
+        folder.unlink()
+        return "the submission folder is a symbolic link"
+    try:
+        links = _remove_links(folder)
+        expected = folder / f"{lab}.ipynb"
+        notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
+        if expected.exists() and len(notebooks) == 1:
+            return ""
+        if not notebooks:
+            return "no notebook was submitted" + (f" (symbolic links removed: {', '.join(links)})" if links else "")
+        if len(notebooks) > 1:
+            return f"{len(notebooks)} notebooks were submitted ({', '.join(p.name for p in notebooks)}); submit exactly one"
+        original = notebooks[0]
+        kept = folder / RENAMED
+        if kept.exists() and not kept.is_dir():
+            kept.unlink()  # a file of the submission in the way: not the student's work
+        kept.mkdir(exist_ok=True)
+        shutil.copy2(original, expected)
+        shutil.move(str(original), kept / original.name)
         return ""
-    if not notebooks:
-        return "no notebook was submitted"
-    if len(notebooks) > 1:
-        return f"{len(notebooks)} notebooks were submitted ({', '.join(p.name for p in notebooks)}); submit exactly one"
-    original = notebooks[0]
-    kept = folder / ".renamed"
-    kept.mkdir(exist_ok=True)
-    shutil.copy2(original, expected)
-    shutil.move(str(original), kept / original.name)
-    return ""
+    except OSError as error:
+        return f"the submission folder could not be prepared: {error}"
 
 
 def record_zero(database: Path, lab: str, student: str) -> None:

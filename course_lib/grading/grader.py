@@ -52,11 +52,21 @@ def answer_cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return cells
 
 
-def _judge_test(box, test: Test, seed: int) -> Verdict:
+def _judge_test(box, test: Test, seed: int, hung: dict[str, str], load_errors: dict[str, str]) -> Verdict:
+    """Run one test's cases; ``hung`` remembers functions that timed out, so a hang is paid for once."""
     cases = list(test.cases(seed))
+    if test.function in hung:
+        return Verdict(test.grade_id, test.title, False,
+                       f"not run: an earlier call of {test.function} {hung[test.function]}", 0)
     for number, case in enumerate(cases, 1):
         result = box.call(test.function, *case.args, **dict(case.kwargs))
-        if result.ok:
+        if not result.ok and (result.error or "").startswith("timed out after"):
+            hung[test.function] = result.error  # the wall budget stays for the other functions' tests
+        missing = not result.ok and (result.error or "").startswith("no function named")
+        if missing and load_errors:
+            failed = load_errors.get(test.function) or "; ".join(f"{k}: {v}" for k, v in load_errors.items())
+            message = f"{test.function} is not defined because an answer cell did not load ({failed})"
+        elif result.ok:
             message = test.judge(case, result.value, None)
         elif result.error and result.error.startswith("NotImplementedError"):
             message = f"{test.function} is not written yet (it still raises NotImplementedError)"
@@ -82,8 +92,9 @@ def grade_answers(cells: Sequence[tuple[str, str]], spec: LabSpec, seed: int, *,
         result.flags += copied_from(name, source, spec.originals)
     with AnswerSandbox(list(cells), limits=limits or Limits(), preamble=spec.preamble) as box:
         result.load_errors = {name: r.error or "failed" for name, r in box.load_errors.items()}
+        hung: dict[str, str] = {}
         for test in spec.tests:
-            result.verdicts[test.grade_id] = _judge_test(box, test, seed)
+            result.verdicts[test.grade_id] = _judge_test(box, test, seed, hung, result.load_errors)
     result.seconds = time.perf_counter() - start
     return result
 
