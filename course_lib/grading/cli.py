@@ -154,8 +154,13 @@ def record_zero(database: Path, lab: str, student: str) -> None:
         gradebook.db.commit()
 
 
+def _tool_env() -> dict[str, str]:
+    """The environment for nbgrader: the programs it starts (alembic, kernels) come from this Python's venv."""
+    return dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+
+
 def _autograde(course: Path, lab: str, student: str, timeout_s: float) -> tuple[int, str]:
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    env = _tool_env()
     try:
         done = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force"],
                               cwd=course, env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -275,7 +280,7 @@ def offline_math(html: str) -> str:
 
 def feedback(course: Path, lab: str) -> int:
     """nbgrader's generate_feedback, then MathJax inline in every page it wrote (offline)."""
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    env = _tool_env()
     done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", lab, "--force"], cwd=course, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -290,7 +295,7 @@ def feedback(course: Path, lab: str) -> int:
 
 def export(course: Path, to: Path) -> None:
     """nbgrader's export, plus a ``notes`` column from the grading reports."""
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    env = _tool_env()
     subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(to)], cwd=course, env=env, check=True,
                    capture_output=True, text=True)
     with open(to, newline="") as f:
