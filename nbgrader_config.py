@@ -4,13 +4,13 @@ Instructor sources live in solutions/<lab>/<lab>.ipynb; `nbgrader generate_assig
 writes the student versions to labs/<lab>/. See README.md, "For instructors".
 """
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
-    AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern, LimitOutput,
+    OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
-from course_lib.grading.nbgrader_plugin import GradeInSandbox, RemoveInstructorCells
+from course_lib.grading.nbgrader_plugin import GradeInSandbox, RemoveInstructorCells, RestoreCellMetadata
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
@@ -31,6 +31,11 @@ c.CourseDirectory.db_url = "sqlite:///gradebook.db"
 c.Autograde.autograde_preprocessors = [
     GradeInSandbox, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
     CheckCellMetadata,
+]
+# Before that, every cell's nbgrader metadata is put back as the gradebook knows it, and a deleted test
+# cell is put back (RestoreCellMetadata): what a student does to metadata cannot skip or break a test.
+c.Autograde.sanitize_preprocessors = [
+    RestoreCellMetadata, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
 c.GradeInSandbox.wall_s = 120          # one submission, all tests together
 c.GradeInSandbox.call_timeout_s = 20   # one call of a student's function

@@ -122,7 +122,6 @@ class Case:
     feedback_lacks: tuple[str, ...] = ()
     checks: tuple[Callable[[Outcome], None], ...] = ()
     defect: str | None = None  # a known defect of the grading code: the case is expected to fail until it is fixed
-    flaky: bool = False  # the defect shows in some runs only (timing): its xfail cannot be strict
     slow: bool = False  # hangs on purpose (costs call timeouts)
 
     @property
@@ -1007,12 +1006,7 @@ def cases() -> list[Case]:
         Case("r_hang_some_inputs", "resources", "conv2d_loops is right, but loops forever for one setting only "
              "(stride 3 with padding 1 on the visible input): only test_loops_stride meets it",
              answers(conv2d_loops=add(HANG_SOME_INPUTS)), lost=("test_loops_stride",), feedback_has=("timed out",),
-             checks=(within_wall,), slow=True,
-             defect="after one call of a function times out, the grader no longer runs that function's later tests "
-                    "('not run: an earlier call of conv2d_loops timed out'): a function that hangs for one setting "
-                    "only loses the tests it would pass (here dilation, groups and the hidden cases: 3 points). "
-                    "Running the hung function's remaining tests last (with what is left of wall_s) would keep the "
-                    "budget of the other functions and still score these"),
+             checks=(within_wall,), slow=True),
         Case("r_hang_stubborn", "resources", "conv2d_im2col loops forever with SIGTERM, SIGINT, SIGHUP, SIGALRM, "
              "SIGXCPU ignored", answers(conv2d_im2col=add(STUBBORN_HANG)), lost=IM2COL_CONV,
              feedback_has=("timed out",), checks=(within_wall,), slow=True),
@@ -1020,14 +1014,7 @@ def cases() -> list[Case]:
              "load time", answers(conv2d_im2col=add(HANG)), lost=IM2COL_CONV,
              checks=(within_wall, load_error("conv2d_im2col", "timed out")), feedback_has=("timed out",), slow=True),
         Case("r_fork_bomb", "resources", "conv2d_loops forks until the process limit refuses",
-             answers(conv2d_loops=add(FORK_BOMB)), lost=LOOPS, flaky=True,
-             defect="the children of a call that forked return into the worker's loop: they answer that call "
-                    "too, then read and answer later requests, so the next call - of another function "
-                    "(test_im2col) - can get 'the sandbox sent a malformed reply' and lose its points. It depends "
-                    "on timing (one run 9 of 16, the next 8 of 16): a regrade can change the score. The worker "
-                    "could close the protocol pipes in every forked child (os.register_at_fork), or the grader "
-                    "restart the sandbox after a call that left processes behind or retry a malformed call once "
-                    "in a fresh sandbox"),
+             answers(conv2d_loops=add(FORK_BOMB)), lost=LOOPS),
         Case("r_memory_bomb", "resources", "conv2d_loops allocates 128 MB tensors (pages touched) until memory "
              "runs out", answers(conv2d_loops=add(MEMORY_BOMB)), lost=LOOPS),
         Case("r_load_abuse", "resources", "after its definitions, output_size's cell writes 1 GB files to /scratch, "
@@ -1052,27 +1039,16 @@ def cases() -> list[Case]:
         Case("t_points_changed", "tampering", f"{wrong}; every test cell's points set to 100",
              then(answers(conv2d_loops=PAD_WRONG), _set_points), lost=LOOPS, checks=(_max_scores_kept,)),
         Case("t_tests_as_answers", "tampering", f"{wrong}; its test cells marked as (unlocked) answer cells that "
-             "print 'passed'", then(answers(conv2d_loops=PAD_WRONG), _tests_as_answers), lost=LOOPS,
-             defect="nbgrader's OverwriteCells restores a locked cell's source but not its nbgrader flags, then "
-                    "raises 'Inconsistent checksums': the whole lab scores 0 ('grading failed twice') instead of the "
-                    "wrong answer's 9 points. The nbgrader metadata of every cell the gradebook knows should be "
-                    "restored before nbgrader sanitises the notebook"),
+             "print 'passed'", then(answers(conv2d_loops=PAD_WRONG), _tests_as_answers), lost=LOOPS),
         Case("t_tests_removed", "tampering", f"{wrong}; two of its test cells deleted, the others stripped of their "
-             "nbgrader metadata", then(answers(conv2d_loops=PAD_WRONG), _tests_removed), lost=LOOPS,
-             defect="test cells deleted or stripped of their nbgrader metadata are not graded: their grades stay "
-                    "auto_score=None and 'needs manual grading' (an instructor may give points by hand); nbgrader "
-                    "can restore them (c.OverwriteCells.add_missing_cells = True, after stripped metadata is restored) "
-                    "and GradeInSandbox would then score them"),
+             "nbgrader metadata", then(answers(conv2d_loops=PAD_WRONG), _tests_removed), lost=LOOPS),
         Case("t_lookup_table", "tampering", "output_size is a table of the visible test's answers (the convolutions "
              "use a correct helper): the visible test passes, the hidden one fails",
              answers(output_size=replace(LOOKUP_OUTPUT_SIZE), **{c: _use_size for c in ANSWER_CELLS[1:]}),
              lost=("test_output_size_hidden",)),
         Case("t_extra_answer_cell", "tampering", f"{wrong}; a cell of its own marked as an answer cell (a grade_id "
              "the gradebook does not know) that patches torch.allclose", then(answers(conv2d_loops=PAD_WRONG),
-                                                                           _answer_cell_extra), lost=LOOPS,
-             defect="a cell with nbgrader metadata whose grade_id the gradebook does not know makes nbgrader fail "
-                    "('nbgrader cell does not have a grade_id' after OverwriteCells drops the id): the whole lab "
-                    "scores 0 instead of the wrong answer's 9; such metadata should be stripped before nbgrader runs"),
+                                                                           _answer_cell_extra), lost=LOOPS),
 
         # --- 5. shortcuts: right values, so the points, but flagged with the reason for the instructor
         Case("x_library", "shortcut", "conv2d_loops calls F.conv2d, im2col calls torch.nn.functional.unfold, "
@@ -1103,13 +1079,9 @@ def cases() -> list[Case]:
              answers(conv2d_loops=replace(PASTED_NAIVE)), flags=("like course_lib.layers.functional",
                                                                   "copied from course_lib")),
         Case("x_lazy_conv", "shortcut", "conv2d_loops builds a torch.nn.LazyConv2d",
-             answers(conv2d_loops=replace(LAZY_CONV)), flags=("a library convolution",),
-             defect="the static scan matches whole names only: torch.nn.LazyConv2d (like torch.mkldnn_convolution "
-                    "or torch.conv_tbc) is not flagged, though it computes the convolution"),
+             answers(conv2d_loops=replace(LAZY_CONV)), flags=("a library convolution",)),
         Case("x_getattribute", "shortcut", "conv2d_loops calls F.__getattribute__('con' + 'v2d')",
-             answers(conv2d_loops=replace(GETATTRIBUTE_CONV)), flags=("computed name",),
-             defect="the static scan flags getattr() with a computed name but not obj.__getattribute__(name) (nor "
-                    "operator.attrgetter(name)): a computed lookup of F.conv2d goes unflagged"),
+             answers(conv2d_loops=replace(GETATTRIBUTE_CONV)), flags=("computed name",)),
 
         # --- 6. honest students must not lose points
         Case("h_noisy", "honest", "warnings.warn and a print to stderr in every function, a tqdm progress bar, "
@@ -1125,12 +1097,7 @@ def cases() -> list[Case]:
              answers(conv2d_loops=wrap("conv2d_loops", "for _i in range(10_000):\n    print('debug', _i)")),
              unflagged=True),
         Case("h_float32", "honest", "computes both convolutions in float32 and returns float64",
-             answers(conv2d_loops=FLOAT32, conv2d_im2col=FLOAT32),
-             defect="a correct answer computed in float32 (returned as float64) fails: the judge compares with a "
-                    "float64 reference at atol=1e-6, rtol=1e-5, below float32 rounding for sums of 27-75 products "
-                    "(test_loops_basic: '1 of 240 values differ; the largest difference is ~1e-06'); the tolerance "
-                    "should allow float32 rounding (e.g. scaled by the output's magnitude), or the lab should say "
-                    "that float64 is required"),
+             answers(conv2d_loops=FLOAT32, conv2d_im2col=FLOAT32)),
         Case("h_own_style", "honest", "helper functions (and a nested one) in the cell, imports of math, itertools "
              "and numpy, and cells of its own after the tests that crash or call os._exit(1) (never run when graded)",
              then(answers(conv2d_loops=replace(HELPERS_LOOPS), output_size=chain(
@@ -1164,20 +1131,11 @@ def cases() -> list[Case]:
              lost=LOOPS, feedback_has=named),
         Case("b_padding_shifted", "broken", "conv2d_loops pads one pixel too much but computes the output size right "
              "(test_nbgrader_roundtrip's planted mistake)", answers(conv2d_loops=PAD_SHIFTED), lost=LOOPS,
-             feedback_has=("Likely cause:",),
-             defect="explain_conv2d compares only with whole wrong convolutions: padding applied one pixel too wide "
-                    "with the right output size (the output is a shifted crop of the padding+1 convolution) is not "
-                    "named. test_nbgrader_roundtrip plants exactly this mistake; its assertion "
-                    "'padding off by one' in the feedback passes only because the lab's introduction says 'a padding "
-                    "off by one'"),
+             feedback_has=("Likely cause:",)),
         Case("b_untouched", "broken", "the released notebook, untouched", untouched, lost=TESTS,
              feedback_has=("not written yet",)),
         Case("b_corrupt_notebook", "broken", "the notebook file is truncated JSON", answers(),
-             after_submit=corrupt_notebook, problem="JSON",
-             defect="when nbgrader fails, the CLI records its last stderr line as the problem: 'grading failed "
-                    "twice: [AutogradeApp | ERROR] Please see the the above traceback for details...', not the cause "
-                    "('Notebook does not appear to be JSON'); the export's notes column does not say why the "
-                    "notebook scored 0"),
+             after_submit=corrupt_notebook, problem="JSON"),
     ]
 
 

@@ -7,7 +7,6 @@ instructors"), in a temporary copy of the course directory, so the real
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+
+from course_lib.grading.cli import tool_env
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -32,11 +33,9 @@ _MARK_SCHEME = re.compile(r"^=== BEGIN MARK SCHEME ===.*?^=== END MARK SCHEME ==
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     """Run one nbgrader command in ``course``; fail with its output when it fails."""
-    env = dict(os.environ)
     # nbgrader starts `alembic` and Jupyter kernels as programs: they must come from this environment.
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     result = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "nbgrader", *args], cwd=course, env=tool_env(), capture_output=True, text=True
     )
     # `nbgrader` reports some failures only in its log while exiting 0; both are checked.
     if result.returncode != 0 or "[ERROR]" in result.stderr:
@@ -46,9 +45,7 @@ def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
 
 def course_grading(course: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the course's grading command (`python -m course_lib.grading ...`) in ``course``."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    result = subprocess.run([sys.executable, "-m", "course_lib.grading", *args], cwd=course, env=env,
+    result = subprocess.run([sys.executable, "-m", "course_lib.grading", *args], cwd=course, env=tool_env(),
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"course_lib.grading {' '.join(args)} failed ({result.returncode}):\n"

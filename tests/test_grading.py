@@ -204,6 +204,20 @@ def test_check_conv2d_names_the_mistake(conv_args, mistake, message):
         check_conv2d(_student_with(mistake), *_conv_inputs(), **conv_args)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_check_conv2d_names_padding_one_too_wide_with_the_right_output_size(stride):
+    """The input padded with padding+1, the windows counted for padding: the output is a shifted crop."""
+
+    def padded_too_wide(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        right = student_conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        wider = student_conv2d(x, weight, bias, stride=stride, padding=padding + 1, dilation=dilation, groups=groups)
+        return wider[..., :right.shape[-2], :right.shape[-1]]
+
+    with pytest.raises(AssertionError, match=r"(?s)right shape but wrong values.*Likely cause: padding off by one: "
+                                             r"you padded the input with 2 pixels instead of 1"):
+        check_conv2d(padded_too_wide, *_conv_inputs(), stride=stride, padding=1)
+
+
 def test_check_conv2d_reports_an_unknown_mistake_without_guessing():
     noisy = _student_with(lambda a: {"bias": a["bias"] + 0.5})
     with pytest.raises(AssertionError, match="right shape but wrong values") as error:
@@ -295,8 +309,38 @@ def expected():
 
 def test_check_tensor_accepts_values_within_tolerance(expected):
     explain_calls = []
-    check_tensor(expected + 5e-7, expected, atol=1e-6, rtol=0, explain=explain_calls.append)
+    check_tensor(expected + 5e-7, expected, explain=explain_calls.append)
     assert explain_calls == [], "explain must be asked only when the check fails"
+
+
+def test_check_tensor_accepts_float32_rounding_of_a_large_sum():
+    """A convolution computed in float32 (75 products per output, then returned as float64) is right."""
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(2, 3, 9, 9, generator=g, dtype=torch.float64), torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
+    expected = torch.nn.functional.conv2d(x, w)
+    # as a student's loops do: one product after another added to a float32 sum
+    xf, wf = x.float(), w.float()
+    in_float32 = torch.zeros(2, 4, 5, 5)
+    for c in range(3):
+        for i in range(5):
+            for j in range(5):
+                in_float32 += xf[:, None, c, i:i + 5, j:j + 5] * wf[None, :, c, i, j, None, None]
+    in_float32 = in_float32.double()
+    assert (in_float32 - expected).abs().max() > 1e-6, "float32 rounding should show above 1e-6"
+    check_tensor(in_float32, expected)
+
+
+@pytest.mark.parametrize("error", [1e-3, 1e-2, 1.0])
+def test_check_tensor_rejects_an_error_above_float32_rounding(expected, error):
+    wrong = expected.clone()
+    wrong[1, 2] += error * max(1.0, expected.abs().max().item())
+    with pytest.raises(AssertionError, match=r"1 of 6 values differ"):
+        check_tensor(wrong, expected)
+
+
+def test_check_tensor_rejects_a_complex_tensor(expected):
+    with pytest.raises(AssertionError, match="wrong values|complex"):
+        check_tensor(expected.to(torch.complex128), expected)
 
 
 def test_check_tensor_rejects_a_value_that_is_not_a_tensor(expected):

@@ -110,7 +110,7 @@ def test_padding_mistake_gets_partial_marks_and_is_named(graded):
     earned = sum(sub.results[name][0] for name in tests)
     possible = sum(sub.results[name][1] for name in tests)
     assert 0 < earned < possible
-    assert "padding off by one" in feedback_html(course, sub)
+    assert "Likely cause: padding off by one" in feedback_html(course, sub)
 
 
 def test_grades_are_exported(graded):
@@ -136,6 +136,54 @@ def test_html_written_by_a_student_is_sanitized(graded):
     feedback = feedback_html(course, subs["script_writer", "lab01_convolution"])
     assert "pwned" in feedback, "the written answer is missing from the feedback"
     assert SCRIPT not in feedback, "a student's <script> must reach rendered pages escaped, never as a script"
+
+
+def test_formgrader_shows_the_mark_scheme_and_escapes_student_html(graded):
+    """The instructor's Formgrader (a real Jupyter server on 127.0.0.1): the submission page shows the
+    written answer's mark scheme, and the student's <script> only as text."""
+    import secrets
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from nbgrader.api import Gradebook
+
+    from course_lib.grading.cli import tool_env
+
+    course, subs = graded
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission_notebook("lab01_convolution", "lab01_convolution", "script_writer").id
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course}"],
+        cwd=course, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/formgrader/submissions/{submission}/?token={token}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    html = response.read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.monotonic() < deadline, "the Jupyter server did not start"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert "Full marks need both numbers" in html, "the Formgrader must show the mark scheme beside the answer"
+    assert "pwned" in html, "the written answer is missing from the Formgrader page"
+    assert SCRIPT not in html, "a student's <script> must reach the Formgrader escaped, never as a script"
 
 
 def test_feedback_reads_offline_with_its_math(graded):
@@ -167,5 +215,5 @@ def test_no_false_checksum_warnings(graded):
     Test cells now hold no hidden source (the cases come from the lab's specification), so nothing may warn."""
     course, subs = graded
     log = (course / "reports" / "lab01_convolution" / "solution.log").read_text()
-    assert "[AutogradeApp | INFO]" in log, "nbgrader's log of the autograde is missing"
+    assert "[INFO] Sanitizing" in log and "tests passed in" in log, "nbgrader's log of the autograde is missing"
     assert "checksum" not in log.lower() and "WARNING" not in log, log[-2000:]

@@ -176,6 +176,18 @@ class Worker:
         main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
         self.namespace = main.__dict__
+        self.pid = os.getpid()
+        # A process the student's code forks must never take part in the protocol: it could read the
+        # next request or answer one (and a fork bomb's children would). Its copies of the pipes are
+        # closed at the fork, and if it ever returns into this loop it exits (see serve).
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self):
+        for fd in (self.requests, self.replies):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def send(self, message):
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -256,6 +268,8 @@ class Worker:
                 reply = self.seal(request_id)
             else:
                 reply = {"id": request_id, "ok": False, "error": f"unknown request {op!r}", "traceback": []}
+            if os.getpid() != self.pid:  # a child the student's code forked, returning from the call
+                os._exit(0)
             self.send(reply)
 
 

@@ -16,8 +16,11 @@ the run safe for a whole class:
   name, the original kept beside it in ``.renamed/``; no notebook, or more than
   one, is a recorded 0 with the reason;
 * students are graded in parallel, ``--jobs`` at a time (default: one per
-  core), each by its own ``nbgrader autograde --student`` process, so a crash
-  or a locked database costs that student one retry, never the run;
+  core), by long-lived nbgrader workers (``_autograde_worker``: nbgrader and
+  torch imported once per worker, not once per student); a worker that crashes
+  or outlives ``--timeout`` on one student is replaced, and every student whose
+  grading failed is graded once more, so a crash or a locked database costs
+  that student one retry, never the run;
 * answers of different students that match closely are listed (copying).
 
 ``feedback`` is nbgrader's generate_feedback, whose pages then carry their own
@@ -36,8 +39,11 @@ import argparse
 import csv
 import json
 import os
+import queue
 import re
+import select
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -53,7 +59,7 @@ from .grader import answer_cells
 from .nbgrader_plugin import report_path
 from .scan import similar_pairs
 
-__all__ = ["main", "normalize_submission", "backup_gradebook"]
+__all__ = ["main", "normalize_submission", "backup_gradebook", "tool_env", "failure_reason"]
 
 
 @dataclass
@@ -109,6 +115,28 @@ def _remove_links(folder: Path) -> list[str]:
     return removed
 
 
+def _unreadable(notebook: Path) -> str:
+    """Why ``notebook`` cannot be read as a notebook (truncated, not JSON, not nbformat 4), or ""."""
+    try:
+        nbformat.read(notebook, as_version=4)
+    except Exception as error:  # noqa: BLE001 - whatever the file holds, it is a reason, never a crash
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return f"the notebook could not be read ({first[:200]})"
+    return ""
+
+
+_GENERIC = re.compile(r"please see the (the )?above traceback|there was an error processing", re.I)
+
+
+def failure_reason(log: str) -> str:
+    """The line of nbgrader's log that says why grading failed: its first specific error, else its last line."""
+    lines = [line.strip() for line in log.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "[ERROR]" in line and not _GENERIC.search(line)]
+    exceptions = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    reason = (errors or exceptions or lines or ["no message"])[0]
+    return reason[:300]
+
+
 def normalize_submission(folder: Path, lab: str) -> str:
     """Make ``folder`` hold its one notebook as ``<lab>.ipynb``; return "" or why it cannot be graded.
 
@@ -123,12 +151,15 @@ def normalize_submission(folder: Path, lab: str) -> str:
         expected = folder / f"{lab}.ipynb"
         notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
         if expected.exists() and len(notebooks) == 1:
-            return ""
+            return _unreadable(expected)
         if not notebooks:
             return "no notebook was submitted" + (f" (symbolic links removed: {', '.join(links)})" if links else "")
         if len(notebooks) > 1:
             return f"{len(notebooks)} notebooks were submitted ({', '.join(p.name for p in notebooks)}); submit exactly one"
         original = notebooks[0]
+        unreadable = _unreadable(original)
+        if unreadable:
+            return unreadable
         kept = folder / RENAMED
         if kept.exists() and not kept.is_dir():
             kept.unlink()  # a file of the submission in the way: not the student's work
@@ -154,20 +185,66 @@ def record_zero(database: Path, lab: str, student: str) -> None:
         gradebook.db.commit()
 
 
-def _tool_env() -> dict[str, str]:
+def tool_env() -> dict[str, str]:
     """The environment for nbgrader: the programs it starts (alembic, kernels) come from this Python's venv."""
     return dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
 
 
-def _autograde(course: Path, lab: str, student: str, timeout_s: float) -> tuple[int, str]:
-    env = _tool_env()
-    try:
-        done = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force"],
-                              cwd=course, env=env, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return -1, f"nbgrader autograde took more than {timeout_s:g} s"
-    failed = done.returncode != 0 or "[ERROR]" in done.stderr
-    return (done.returncode or 1) if failed else 0, done.stderr[-1_000_000:]  # capped: a log, not a flood
+class Worker:
+    """One ``_autograde_worker`` process: nbgrader imported once, then one student after another."""
+
+    def __init__(self, course: Path, lab: str, log: Path):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._stderr = open(log, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "course_lib.grading._autograde_worker", lab], cwd=course, env=tool_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, start_new_session=True)
+        self.ready = False
+
+    def _read(self, deadline: float) -> dict | None:
+        """The worker's next result line, or None when it died or the deadline passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.process.stdout], [], [], remaining)[0]:
+            return None
+        line = self.process.stdout.readline()
+        try:
+            return json.loads(line) if line else None
+        except ValueError:
+            return None
+
+    def grade(self, student: str, timeout_s: float, start_s: float = 120.0) -> tuple[int, str]:
+        """(0, nbgrader's log) when ``student`` was graded; (nonzero, why) when not, and then the worker is gone."""
+        if not self.ready:
+            self.ready = self._read(time.monotonic() + start_s) == {"ready": True}
+            if not self.ready:
+                self.close()
+                return -1, "the nbgrader worker did not start (see .grading/workers/)"
+        try:
+            self.process.stdin.write(json.dumps(student) + "\n")
+            self.process.stdin.flush()
+        except OSError:
+            self.close()
+            return -1, "the nbgrader worker died"
+        result = self._read(time.monotonic() + timeout_s)
+        if result is None or result.get("student") != student:
+            alive = self.process.poll() is None
+            self.close()
+            return -1, (f"nbgrader autograde took more than {timeout_s:g} s" if alive
+                        else "the nbgrader worker died while grading")
+        return (0 if result["ok"] else 1), result["log"]
+
+    def close(self) -> None:
+        """Stop the worker and everything it started (its own session)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self._stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, timeout_s: float) -> list[Outcome]:
@@ -180,11 +257,21 @@ def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, tim
     for outcome in outcomes:
         outcome.problem = normalize_submission(submitted / outcome.student / lab, lab)
 
+    workers: queue.SimpleQueue[Worker] = queue.SimpleQueue()
+    started: list[Worker] = []
+
+    def new_worker() -> Worker:
+        worker = Worker(course, lab, course / ".grading" / "workers" / f"{lab}-{len(started)}.log")
+        started.append(worker)
+        return worker
+
     def grade(outcome: Outcome) -> Outcome:
+        worker = workers.get()
         start = time.perf_counter()
         outcome.attempts += 1
-        outcome.returncode, outcome.log = _autograde(course, lab, outcome.student, timeout_s)
+        outcome.returncode, outcome.log = worker.grade(outcome.student, timeout_s)
         outcome.seconds += time.perf_counter() - start
+        workers.put(worker if worker.process.poll() is None else new_worker())
         log = report_path(course, lab, outcome.student).with_suffix(".log")
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(outcome.log)  # nbgrader's own messages, for the instructor
@@ -192,12 +279,19 @@ def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, tim
 
     gradable = [o for o in outcomes if not o.problem]
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(grade, gradable))
-    for outcome in [o for o in gradable if o.returncode != 0]:
-        grade(outcome)  # once more, alone: a locked database or a crash of nbgrader itself
+    jobs = max(1, min(jobs, len(gradable)))
+    for _ in range(jobs):
+        workers.put(new_worker())
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(grade, gradable))
+        for outcome in [o for o in gradable if o.returncode != 0]:
+            grade(outcome)  # once more: a locked database or a crash of nbgrader itself
+    finally:
+        for worker in started:
+            worker.close()
         if outcome.returncode != 0:
-            outcome.problem = f"grading failed twice: {outcome.log.strip().splitlines()[-1] if outcome.log.strip() else outcome.returncode}"
+            outcome.problem = f"grading failed twice: {failure_reason(outcome.log)}"
     for outcome in outcomes:
         if outcome.problem:
             try:
@@ -280,7 +374,7 @@ def offline_math(html: str) -> str:
 
 def feedback(course: Path, lab: str) -> int:
     """nbgrader's generate_feedback, then MathJax inline in every page it wrote (offline)."""
-    env = _tool_env()
+    env = tool_env()
     done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", lab, "--force"], cwd=course, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -295,7 +389,7 @@ def feedback(course: Path, lab: str) -> int:
 
 def export(course: Path, to: Path) -> None:
     """nbgrader's export, plus a ``notes`` column from the grading reports."""
-    env = _tool_env()
+    env = tool_env()
     subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(to)], cwd=course, env=env, check=True,
                    capture_output=True, text=True)
     with open(to, newline="") as f:

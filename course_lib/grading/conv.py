@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..analysis.shapes import output_size
 from ..layers import functional as reference
-from .checks import check_tensor
+from .checks import check_tensor, matches
 from .forbid import forbid_calls
 
 __all__ = ["check_conv2d", "check_output_size", "explain_conv2d", "explain_output_size", "NO_SHORTCUTS"]
@@ -40,8 +40,15 @@ def _known_conv2d_mistakes(x, weight, bias, stride, padding, dilation, groups):
         changes.get("dilation", dilation),
         groups,
     )
-    yield f"padding off by one: your output equals a convolution with padding={padding + 1} instead of {padding}", conv(
-        padding=padding + 1
+    wider = conv(padding=padding + 1)
+    yield f"padding off by one: your output equals a convolution with padding={padding + 1} instead of {padding}", wider
+    # The input padded one pixel too wide, but the output size computed right: the windows start one
+    # pixel up and left, so the output is the top-left corner of the wider convolution.
+    height, width = conv().shape[-2:]
+    yield (
+        f"padding off by one: you padded the input with {padding + 1} pixels instead of {padding}; your output "
+        f"size is right, so every window sits one pixel up and to the left",
+        wider[..., :height, :width],
     )
     if padding > 0:
         yield f"padding off by one: your output equals a convolution with padding={padding - 1} instead of {padding}", conv(
@@ -67,7 +74,7 @@ def _known_conv2d_mistakes(x, weight, bias, stride, padding, dilation, groups):
 def explain_conv2d(actual, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> str | None:
     """The known mistake whose output ``actual`` matches, or None."""
     for description, wrong in _known_conv2d_mistakes(x, weight, bias, stride, padding, dilation, groups):
-        if actual.shape == wrong.shape and torch.allclose(actual.detach().to(wrong.dtype), wrong, atol=1e-6, rtol=1e-5):
+        if matches(actual, wrong):
             return description
     return None
 

@@ -52,16 +52,12 @@ def answer_cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return cells
 
 
-def _judge_test(box, test: Test, seed: int, hung: dict[str, str], load_errors: dict[str, str]) -> Verdict:
-    """Run one test's cases; ``hung`` remembers functions that timed out, so a hang is paid for once."""
+def _judge_test(box, test: Test, seed: int, load_errors: dict[str, str]) -> tuple[Verdict, str | None]:
+    """Run one test's cases: its verdict, and the timeout message when a call of the function timed out."""
     cases = list(test.cases(seed))
-    if test.function in hung:
-        return Verdict(test.grade_id, test.title, False,
-                       f"not run: an earlier call of {test.function} {hung[test.function]}", 0)
     for number, case in enumerate(cases, 1):
         result = box.call(test.function, *case.args, **dict(case.kwargs))
-        if not result.ok and (result.error or "").startswith("timed out after"):
-            hung[test.function] = result.error  # the wall budget stays for the other functions' tests
+        timed_out = result.error if not result.ok and (result.error or "").startswith("timed out after") else None
         missing = not result.ok and (result.error or "").startswith("no function named")
         if missing and load_errors:
             failed = load_errors.get(test.function) or "; ".join(f"{k}: {v}" for k, v in load_errors.items())
@@ -77,8 +73,37 @@ def _judge_test(box, test: Test, seed: int, hung: dict[str, str], load_errors: d
         if message is not None:
             where = case.label if not test.hidden else f"hidden case {number} of {len(cases)}: {case.label}"
             return Verdict(test.grade_id, test.title, False, f"{where}: {message}", number,
-                           list(getattr(result, "traceback", []) or []))
-    return Verdict(test.grade_id, test.title, True, f"passed ({len(cases)} cases)", len(cases))
+                           list(getattr(result, "traceback", []) or [])), timed_out
+    return Verdict(test.grade_id, test.title, True, f"passed ({len(cases)} cases)", len(cases)), None
+
+
+def _judge_tests(box, tests: Sequence[Test], seed: int, load_errors: dict[str, str]) -> dict[str, Verdict]:
+    """Every test's verdict; a hang costs the tests that hang, and the wall budget stays for the others.
+
+    When a call of a function times out, that function's later tests wait until every other
+    function's tests have run (a function that hangs everywhere must not eat the budget of the
+    others); then they run, and a second timeout of the same function ends them ("not run").
+    """
+    verdicts: dict[str, Verdict] = {}
+    hung: dict[str, str] = {}  # function -> its first timeout
+    waiting: list[Test] = []
+    for test in tests:
+        if test.function in hung:
+            waiting.append(test)
+            continue
+        verdicts[test.grade_id], timed_out = _judge_test(box, test, seed, load_errors)
+        if timed_out:
+            hung[test.function] = timed_out
+    gave_up: dict[str, str] = {}
+    for test in waiting:
+        if test.function in gave_up:
+            verdicts[test.grade_id] = Verdict(test.grade_id, test.title, False,
+                                              f"not run: {test.function} has timed out twice ({gave_up[test.function]})", 0)
+            continue
+        verdicts[test.grade_id], timed_out = _judge_test(box, test, seed, load_errors)
+        if timed_out:
+            gave_up[test.function] = timed_out
+    return {test.grade_id: verdicts[test.grade_id] for test in tests}  # in the lab's order
 
 
 def grade_answers(cells: Sequence[tuple[str, str]], spec: LabSpec, seed: int, *, limits=None) -> SubmissionResult:
@@ -92,9 +117,7 @@ def grade_answers(cells: Sequence[tuple[str, str]], spec: LabSpec, seed: int, *,
         result.flags += copied_from(name, source, spec.originals)
     with AnswerSandbox(list(cells), limits=limits or Limits(), preamble=spec.preamble) as box:
         result.load_errors = {name: r.error or "failed" for name, r in box.load_errors.items()}
-        hung: dict[str, str] = {}
-        for test in spec.tests:
-            result.verdicts[test.grade_id] = _judge_test(box, test, seed, hung, result.load_errors)
+        result.verdicts = _judge_tests(box, spec.tests, seed, result.load_errors)
     result.seconds = time.perf_counter() - start
     return result
 

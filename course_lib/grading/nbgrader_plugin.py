@@ -38,7 +38,7 @@ from .grader import SubmissionResult, grade_notebook
 from .labs import get_spec
 from .spec import submission_seed
 
-__all__ = ["GradeInSandbox", "RemoveInstructorCells", "grading_key", "report_path", "HIDDEN_NOTE"]
+__all__ = ["GradeInSandbox", "RemoveInstructorCells", "RestoreCellMetadata", "grading_key", "report_path", "HIDDEN_NOTE"]
 
 HIDDEN_NOTE = "# Hidden tests: cases drawn for your submission when your lab is graded; the result is below."
 TRACEBACK_LINES = 6
@@ -145,6 +145,80 @@ class GradeInSandbox(NbGraderPreprocessor):
             "load_errors": result.load_errors,
             "flags": [str(f) for f in result.flags],
         }, indent=1))
+
+
+def _loose(value):
+    """A metadata value as it compares: absent = False, 1 = 1.0."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else bool(value) if value in (None, False, True) else value
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Before nbgrader sanitises a submission: its cells' nbgrader metadata as the gradebook knows it.
+
+    A student can edit a cell's metadata. nbgrader's OverwriteCells restores a locked cell's
+    source and points, but not its flags: a test cell re-marked as an answer makes it fail
+    ("Inconsistent checksums") and the whole lab scores 0; a cell of the student's own with a
+    grade_id the gradebook does not know makes it fail too; a test cell deleted or stripped of
+    its metadata is never graded. Here, from the gradebook's record of the lab's source:
+
+    * a cell whose grade_id the gradebook knows gets the source cell's metadata back
+      (grade, solution, locked, task, points); a second cell with the same id loses it;
+    * a cell with any other nbgrader metadata loses it (it is the student's own cell);
+    * a graded cell missing from the submission is put back after the known cell that
+      precedes it in the source (OverwriteCells then restores its source as for any other).
+    """
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook, MissingEntry
+
+        lab, notebook_id = resources["nbgrader"]["assignment"], resources["nbgrader"]["notebook"]
+        with Gradebook(resources["nbgrader"]["db_url"]) as gradebook:
+            try:
+                source = gradebook.find_notebook(notebook_id, lab)
+            except MissingEntry:
+                return nb, resources
+            known = {cell.name: cell for cell in source.source_cells}
+            order = [cell.name for cell in source.source_cells]
+            points = {cell.name: float(cell.max_score) for cell in source.grade_cells}
+            points.update({cell.name: float(cell.max_score) for cell in source.task_cells})
+            solutions = {cell.name for cell in source.solution_cells}
+            tasks = {cell.name for cell in source.task_cells}
+
+            def metadata(name):
+                meta = {"grade": name in points and name not in tasks, "grade_id": name,
+                        "locked": bool(known[name].locked), "solution": name in solutions,
+                        "task": name in tasks, "schema_version": 3}
+                if name in points:
+                    meta["points"] = points[name]
+                return meta
+
+            seen = set()
+            for cell in nb.cells:
+                meta = cell.metadata.get("nbgrader")
+                if meta is None:
+                    continue
+                name = meta.get("grade_id") if isinstance(meta, dict) else None
+                if name in known and name not in seen:
+                    seen.add(name)
+                    flags = ("grade", "solution", "locked", "task", "points")
+                    if any(_loose(meta.get(k)) != _loose(metadata(name).get(k)) for k in flags):
+                        self.log.warning("cell %s: its nbgrader metadata was changed; restored", name)
+                    cell.metadata["nbgrader"] = metadata(name)
+                else:
+                    self.log.warning("a cell with nbgrader metadata the lab does not have (%r): removed", name)
+                    del cell.metadata["nbgrader"]
+            for name in points:
+                if name in seen:
+                    continue
+                self.log.warning("graded cell %s is missing from the submission: put back", name)
+                cell = (nbformat.v4.new_code_cell if known[name].cell_type == "code" else nbformat.v4.new_markdown_cell)(
+                    known[name].source, metadata={"nbgrader": metadata(name), "editable": False, "deletable": False})
+                earlier = {n for n in order[:order.index(name)]}
+                at = max((i + 1 for i, c in enumerate(nb.cells)
+                          if c.metadata.get("nbgrader", {}).get("grade_id") in earlier), default=0)
+                nb.cells.insert(at, cell)
+                seen.add(name)
+        return nb, resources
 
 
 class RemoveInstructorCells(NbGraderPreprocessor):

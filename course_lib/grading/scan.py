@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import fnmatch
 import inspect
 import io
 import keyword
@@ -42,6 +43,8 @@ TRICKS: Mapping[str, str] = {
     "threading": "starts threads", "multiprocessing": "starts processes", "subprocess": "starts processes",
     "os.system": "runs a shell command", "socket": "opens network connections", "sys.modules": "tampers with imports",
     "settrace": "tampers with the interpreter", "setprofile": "tampers with the interpreter",
+    "__getattribute__": "looks up an attribute by a computed name", "getattr_static": "looks up an attribute by a computed name",
+    "attrgetter": "looks up an attribute by a computed name", "methodcaller": "calls a method by a computed name",
     "displayhook": "tampers with output display", "get_ipython": "tampers with the notebook kernel",
     "input_transformers_post": "rewrites later cells", "input_transformers_cleanup": "rewrites later cells",
 }
@@ -77,14 +80,20 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
     """Flags for one answer cell: forbidden names of the lab, and tricks (see :data:`TRICKS`).
 
     ``forbidden`` maps a name, an attribute or a dotted path (``"F.unfold"``,
-    ``"course_lib.layers"``) to why the lab forbids it.
+    ``"course_lib.layers"``) to why the lab forbids it. A key with a wildcard
+    (``"*conv*"``, matched without regard to case) is a pattern for the names of
+    what the answer reaches *in something else*: attributes (``torch.nn.LazyConv2d``),
+    imported names, names looked up with getattr; never the answer's own names
+    (its function ``conv2d_loops`` is not a library convolution).
     """
     try:
         tree = ast.parse(source)
     except SyntaxError as error:
         return [Flag(cell, error.lineno or 0, f"does not parse: {error.msg}")]
     lines = source.splitlines()
-    rules = {**{k: f"uses {k}: {v}" for k, v in TRICKS.items()}, **{k: f"uses {k}: {v}" for k, v in forbidden.items()}}
+    patterns = {k: v for k, v in forbidden.items() if any(c in k for c in "*?[")}
+    rules = {**{k: f"uses {k}: {v}" for k, v in TRICKS.items()},
+             **{k: f"uses {k}: {v}" for k, v in forbidden.items() if k not in patterns}}
     flags: dict[tuple[int, str], Flag] = {}
 
     def flag(node: ast.AST, reason: str) -> None:
@@ -92,13 +101,18 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
         excerpt = lines[line - 1].strip()[:80] if 0 < line <= len(lines) else ""
         flags.setdefault((line, reason), Flag(cell, line, reason, excerpt))
 
-    def check_path(node: ast.AST, path: str) -> None:
+    def check_path(node: ast.AST, path: str, reached: int = 1) -> None:
+        """``path``'s pieces from ``reached`` on are names reached in something else (0: all of them)."""
         pieces = path.split(".")
         for size in range(len(pieces), 0, -1):  # "torch.nn.functional.conv2d" matches "conv2d" and "functional.conv2d"
             for start in range(len(pieces) - size + 1):
                 key = ".".join(pieces[start:start + size])
                 if key in rules:
                     flag(node, rules[key])
+        for piece in pieces[reached:]:
+            for pattern, why in patterns.items():
+                if fnmatch.fnmatchcase(piece.lower(), pattern.lower()):
+                    flag(node, f"uses {piece}: {why}")
 
     for node in ast.walk(tree):
         if isinstance(node, (ast.Name, ast.Attribute)):
@@ -109,17 +123,17 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
                 check_path(node, node.attr)
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                check_path(node, alias.name)
+                check_path(node, alias.name, reached=0)
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             check_path(node, module)
             for alias in node.names:
-                check_path(node, f"{module}.{alias.name}" if module else alias.name)
+                check_path(node, f"{module}.{alias.name}" if module else alias.name, reached=0)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"getattr", "setattr", "delattr"}:
             if len(node.args) >= 2:
                 name = node.args[1]
                 if isinstance(name, ast.Constant) and isinstance(name.value, str):
-                    check_path(node, name.value)
+                    check_path(node, name.value, reached=0)
                 else:
                     flag(node, f"uses {node.func.id} with a computed name: hides what it reaches")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):

@@ -35,6 +35,7 @@ FORBIDDEN = {
     "conv_transpose1d": "a library convolution", "conv_transpose2d": "a library convolution",
     "Conv1d": "a library convolution", "Conv2d": "a library convolution", "Conv3d": "a library convolution",
     "convolution": "a library convolution", "_convolution": "a library convolution",
+    "*conv*": "a library convolution (LazyConv2d, mkldnn_convolution, conv_tbc, ...)",
     "Unfold": "im2col from the library", "Fold": "col2im from the library", "fold": "col2im from the library",
     "F.unfold": "im2col from the library (Tensor.unfold is allowed)",
     "functional.unfold": "im2col from the library (Tensor.unfold is allowed)",

@@ -1,0 +1,52 @@
+"""One long-lived ``nbgrader autograde``: grades student after student in one process.
+
+    python -m course_lib.grading._autograde_worker LAB      (run in the course directory)
+
+Why: starting ``nbgrader autograde --student X`` costs 8-11 s of imports (nbgrader,
+nbconvert, torch) before any grading; the grading itself takes 1 s here plus the
+sandbox's few seconds. ``course_lib.grading.cli`` keeps one worker per job and
+sends it student ids; a worker that crashes or stops answering is killed and
+replaced, and that student is graded once more by a fresh one.
+
+Protocol (all JSON, one object per line): stdin gets ``"<student id>"``; the
+results go to the file descriptor that was stdout when the worker started,
+``{"student": ..., "ok": bool, "log": "..."}``. Everything else the process
+prints (nbgrader, nbconvert, warnings) is redirected to stderr, so it can never
+be mistaken for a result.
+
+Each student is graded by nbgrader's own API (``NbGraderAPI.autograde``: a new
+``Autograde`` converter on the course's nbgrader_config.py, force and
+create_student as ``nbgrader autograde --force`` does), so what is written to
+the gradebook and to ``autograded/`` is what the command would write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    (lab,) = argv
+    results = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever else writes to stdout lands in stderr
+    sys.stdout = sys.stderr
+
+    from nbgrader.apps.api import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=os.getcwd()).load_config()
+    api = NbGraderAPI(config=config)
+    results.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        student = json.loads(line)
+        result = api.autograde(lab, student, force=True, create=True)
+        log = result.get("log", "") + result.get("error", "")
+        ok = bool(result.get("success")) and "[ERROR]" not in log
+        results.write(json.dumps({"student": student, "ok": ok, "log": log[-1_000_000:]}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
