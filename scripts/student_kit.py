@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import email.parser
 import importlib.metadata
 import json
@@ -493,7 +494,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _request(url: str, token: str, method: str = "GET", timeout: float = 120) -> tuple[int, str]:
+def request(url: str, token: str, method: str = "GET", timeout: float = 120) -> tuple[int, str]:
+    """(HTTP status, body) of one request to a Jupyter server, authenticated by ``token``."""
     req = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -509,54 +511,41 @@ def page_config(html: str) -> dict:
     return json.loads(m.group(1))
 
 
-def verify_jupyterlab(lab_dir: Path, validate: bool = True, start_timeout: float = 180) -> dict:
-    """Start JupyterLab as a student does, in ``lab_dir``; report what it serves.
+@contextlib.contextmanager
+def running_jupyter(folder: Path, *options: str, app: str = "jupyterlab", start_timeout: float = 180):
+    """A Jupyter server (``python -m <app>``) in ``folder`` on 127.0.0.1, until the block ends: (base URL, token).
 
-    Returns ``disabled`` (the page config's disabledExtensions), ``status`` (HTTP status of
-    /formgrader, /courses, /assignments, /nbgrader_version) and, with ``validate``, the
-    answer of Validate (POST /assignments/validate) for the lab's notebook.
+    Its programs (kernels, nbgrader's helpers) come from this Python's environment; its runtime
+    files go to a temporary folder; its log is in the KitError when it does not start.
     """
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
     cmd = [
-        sys.executable, "-m", "jupyterlab", f"--config={JUPYTER_CONFIG}", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
+        sys.executable, "-m", app, *options, "--no-browser", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
-    with tempfile.TemporaryDirectory(prefix="student-kit-runtime-") as runtime:
+    with tempfile.TemporaryDirectory(prefix="jupyter-runtime-") as runtime:
         env = dict(os.environ, JUPYTER_RUNTIME_DIR=runtime)
-        bindir = str(Path(sys.executable).parent)  # kernels and nbgrader's helpers from this environment
-        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-        log = Path(runtime) / "jupyterlab.log"
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        log = Path(runtime) / "jupyter.log"
         with open(log, "w") as log_file:
-            proc = subprocess.Popen(cmd, cwd=lab_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log_file, stderr=subprocess.STDOUT)
             try:
                 deadline = time.monotonic() + start_timeout
                 while True:
                     if proc.poll() is not None:
-                        raise KitError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()}")
+                        raise KitError(f"{app} exited with {proc.returncode}:\n{log.read_text()}")
                     try:
-                        if _request(f"{base}/api/status", token, timeout=5)[0] == 200:
+                        if request(f"{base}/api/status", token, timeout=5)[0] == 200:
                             break
                     except OSError:
                         pass
                     if time.monotonic() > deadline:
-                        raise KitError(f"JupyterLab did not answer within {start_timeout} s:\n{log.read_text()}")
+                        raise KitError(f"{app} did not answer within {start_timeout} s:\n{log.read_text()}")
                     time.sleep(0.5)
-                status, html = _request(f"{base}/lab", token)
-                if status != 200:
-                    raise KitError(f"/lab answered {status}")
-                report = {"disabled": sorted(page_config(html).get("disabledExtensions", [])), "status": {}}
-                import nbgrader
-
-                for path in ("formgrader", "courses", "assignments?course_id=x", f"nbgrader_version?version={nbgrader.__version__}"):
-                    report["status"][path.split("?")[0]] = _request(f"{base}/{path}", token)[0]
-                if validate:
-                    status, body = _request(f"{base}/assignments/validate?path={lab_dir.name}.ipynb", token, method="POST", timeout=300)
-                    report["validate"] = {"status": status, "answer": json.loads(body) if status == 200 else body}
-                return report
+                yield base, token
             finally:
                 proc.terminate()
                 try:
@@ -564,6 +553,28 @@ def verify_jupyterlab(lab_dir: Path, validate: bool = True, start_timeout: float
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def verify_jupyterlab(lab_dir: Path, validate: bool = True, start_timeout: float = 180) -> dict:
+    """Start JupyterLab as a student does, in ``lab_dir``; report what it serves.
+
+    Returns ``disabled`` (the page config's disabledExtensions), ``status`` (HTTP status of
+    /formgrader, /courses, /assignments, /nbgrader_version) and, with ``validate``, the
+    answer of Validate (POST /assignments/validate) for the lab's notebook.
+    """
+    import nbgrader
+
+    with running_jupyter(lab_dir, f"--config={JUPYTER_CONFIG}", start_timeout=start_timeout) as (base, token):
+        status, html = request(f"{base}/lab", token)
+        if status != 200:
+            raise KitError(f"/lab answered {status}")
+        report = {"disabled": sorted(page_config(html).get("disabledExtensions", [])), "status": {}}
+        for path in ("formgrader", "courses", "assignments?course_id=x", f"nbgrader_version?version={nbgrader.__version__}"):
+            report["status"][path.split("?")[0]] = request(f"{base}/{path}", token)[0]
+        if validate:
+            status, body = request(f"{base}/assignments/validate?path={lab_dir.name}.ipynb", token, method="POST", timeout=300)
+            report["validate"] = {"status": status, "answer": json.loads(body) if status == 200 else body}
+        return report
 
 
 # --------------------------------------------------------------------------- main

@@ -767,31 +767,21 @@ def conv2d_loops(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
     return out
 '''
 
-PASTED_NAIVE = '''
-def conv2d_loops(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
-    """2D convolution by explicit loops over groups and output positions, for teaching."""
-    stride, dilation, pads = (stride, stride), (dilation, dilation), (padding, padding, padding, padding)
-    (sh, sw), (dh, dw) = stride, dilation
-    c_out, c_per_group, kh, kw = weight.shape
-    o_per_group = c_out // groups
-    x = F.pad(input, pads) if any(pads) else input
-    n = x.shape[0]
-    h_out = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
-    w_out = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
-    out = x.new_zeros(n, c_out, h_out, w_out)
-    for g in range(groups):
-        x_g = x[:, g * c_per_group : (g + 1) * c_per_group]  # (N, C_in/g, H_p, W_p)
-        w_g = weight[g * o_per_group : (g + 1) * o_per_group]  # (C_out/g, C_in/g, kH, kW)
-        for i in range(h_out):
-            for j in range(w_out):
-                top, left = i * sh, j * sw
-                patch = x_g[:, :, top : top + dh * (kh - 1) + 1 : dh, left : left + dw * (kw - 1) + 1 : dw]
-                # (N, C/g, kH, kW) . (O/g, C/g, kH, kW) summed over (C/g, kH, kW) -> (N, O/g)
-                out[:, g * o_per_group : (g + 1) * o_per_group, i, j] = torch.einsum("nckl,ockl->no", patch, w_g)
-    if bias is not None:
-        out = out + bias.view(1, c_out, 1, 1)
-    return out
-'''
+def _pasted_naive() -> str:
+    """course_lib's conv2d_naive, pasted into the answer cell as a student would: renamed, its argument
+    check replaced by the three lines that make it run without course_lib (the rest is course_lib's)."""
+    import inspect
+
+    from course_lib.layers.functional import conv2d_naive
+
+    source = inspect.getsource(conv2d_naive)
+    check = "stride, dilation, pads = _check_conv2d_args(input, weight, bias, stride, padding, dilation, groups)"
+    assert source.count(check) == 1, "conv2d_naive changed: update how the pasted copy is made"
+    return "\n" + source.replace("def conv2d_naive(", "def conv2d_loops(").replace(
+        check, "stride, dilation, pads = (stride, stride), (dilation, dilation), (padding, padding, padding, padding)")
+
+
+PASTED_NAIVE = _pasted_naive()
 
 LAZY_CONV = '''
 def conv2d_loops(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

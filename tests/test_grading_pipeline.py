@@ -244,3 +244,49 @@ def test_a_function_that_hangs_for_one_setting_keeps_its_other_tests():
     failed = sorted(k for k, v in result.verdicts.items() if not v.passed)
     assert failed == ["test_loops_stride"], {k: result.verdicts[k].message for k in failed}
     assert "timed out after 3 s" in result.verdicts["test_loops_stride"].message
+
+
+def test_every_student_whose_grading_fails_twice_gets_a_zero_with_the_reason(tmp_path, monkeypatch, capsys):
+    """The CLI's bookkeeping around nbgrader (workers replaced by a stand-in): a failure is retried once,
+    a worker that dies is replaced, and each student failing twice - not only the last - is a recorded 0."""
+    from course_lib.grading import cli
+
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.db_url = 'sqlite:///gradebook.db'\n")
+    for student in ("ann", "bob", "cem", "dia"):
+        folder = tmp_path / "submitted" / student / "lab01_convolution"
+        folder.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(), folder / "lab01_convolution.ipynb")
+    tries: dict[str, int] = {}
+    started = []
+
+    class StandIn:
+        def __init__(self, course, lab, log):
+            started.append(self)
+            self.alive = True
+
+        def run(self, command, student, timeout_s):
+            tries[student] = tries.get(student, 0) + 1
+            if student == "cem" and tries[student] == 1:
+                self.alive = False  # the worker dies; the retry (by a fresh one) succeeds
+                return -1, "the nbgrader worker died during autograde"
+            if student in ("bob", "dia"):
+                return 1, (f"[INFO] Sanitizing\n[ERROR] nbgrader could not grade {student}\n"
+                           "[ERROR] Please see the the above traceback for details on the specific errors.\n")
+            return 0, "[INFO] graded"
+
+        def close(self):
+            pass
+
+    zeros = []
+    monkeypatch.setattr(cli, "Worker", StandIn)
+    monkeypatch.setattr(cli, "record_zero", lambda database, lab, student: zeros.append(student))
+    outcomes = {o.student: o for o in cli.autograde(tmp_path, "lab01_convolution", None, jobs=2, timeout_s=5)}
+    assert tries == {"ann": 1, "bob": 2, "cem": 2, "dia": 2}
+    assert len(started) == 3, "two workers, and one in place of the worker that died"
+    assert {s: o.problem for s, o in outcomes.items()} == {
+        "ann": "", "cem": "",
+        "bob": "grading failed twice: [ERROR] nbgrader could not grade bob",
+        "dia": "grading failed twice: [ERROR] nbgrader could not grade dia",
+    }
+    assert sorted(zeros) == ["bob", "dia"]
+    assert (tmp_path / "reports" / "lab01_convolution" / "bob.log").read_text().startswith("[INFO] Sanitizing")

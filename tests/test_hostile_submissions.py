@@ -52,6 +52,7 @@ from hostile_cases import (
 )
 from course_lib.grading.labs import get_spec
 from nbgrader_course import Submission, grade, new_course
+from procfs import processes_with
 
 pytestmark = pytest.mark.slow
 
@@ -166,19 +167,6 @@ def course_files(course: Path) -> dict[str, str]:
     paths = [course / "nbgrader_config.py", course / ".grading" / "key"]
     paths += sorted(p for folder in ("solutions", "labs") for p in (course / folder).rglob("*") if p.is_file())
     return {str(p.relative_to(course)): sha256(p) for p in paths}
-
-
-def processes_with(marker: str) -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(entry + ": " + cmdline.replace(b"\0", b" ").decode(errors="replace"))
-    return found
 
 
 def submitted_text(folder: Path) -> str:

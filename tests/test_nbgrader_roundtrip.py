@@ -141,46 +141,17 @@ def test_html_written_by_a_student_is_sanitized(graded):
 def test_formgrader_shows_the_mark_scheme_and_escapes_student_html(graded):
     """The instructor's Formgrader (a real Jupyter server on 127.0.0.1): the submission page shows the
     written answer's mark scheme, and the student's <script> only as text."""
-    import secrets
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.error
-    import urllib.request
-
     from nbgrader.api import Gradebook
 
-    from course_lib.grading.cli import tool_env
+    from test_student_kit import load_script
 
+    kit_script = load_script()  # scripts/student_kit.py starts Jupyter servers for its own checks
     course, subs = graded
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         submission = gradebook.find_submission_notebook("lab01_convolution", "lab01_convolution", "script_writer").id
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = secrets.token_hex(16)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course}"],
-        cwd=course, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/formgrader/submissions/{submission}/?token={token}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=30) as response:
-                    html = response.read().decode()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None and time.monotonic() < deadline, "the Jupyter server did not start"
-                time.sleep(0.5)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with kit_script.running_jupyter(course, f"--ServerApp.root_dir={course}", app="jupyter_server") as (base, token):
+        status, html = kit_script.request(f"{base}/formgrader/submissions/{submission}/", token)
+    assert status == 200, html[-2000:]
     assert "Full marks need both numbers" in html, "the Formgrader must show the mark scheme beside the answer"
     assert "pwned" in html, "the written answer is missing from the Formgrader page"
     assert SCRIPT not in html, "a student's <script> must reach the Formgrader escaped, never as a script"

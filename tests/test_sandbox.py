@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from course_lib.grading import sandbox as sandbox_module
 from course_lib.grading import wire
 from course_lib.grading.sandbox import MALFORMED_REPLY, AnswerSandbox, CallResult, Limits, sandbox_available
+from procfs import processes_with
 
 REPO = Path(__file__).resolve().parents[1]
 GRADING = REPO / "course_lib" / "grading"
@@ -718,19 +719,6 @@ def test_process_count_is_capped(bare):
 # 8. leftovers
 
 
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(int(entry))
-    return found
-
-
 def processes_of_uid(uid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -745,7 +733,7 @@ def processes_of_uid(uid: int) -> list[int]:
     return found
 
 
-def wait_until_gone(marker: str, seconds: float = 5.0) -> list[int]:
+def wait_until_gone(marker: str, seconds: float = 5.0) -> list[str]:
     deadline = time.monotonic() + seconds
     while (left := processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)

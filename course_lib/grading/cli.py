@@ -13,19 +13,19 @@ the run safe for a whole class:
 * each student's folder ``submitted/<student>/<lab>/`` is graded whatever its
   notebook is called (an LMS renames ``lab01_convolution.ipynb`` to
   ``lab01_convolution (1).ipynb``): one notebook is graded under the lab's
-  name, the original kept beside it in ``.renamed/``; no notebook, or more than
-  one, is a recorded 0 with the reason;
+  name, the original kept beside it in ``.course-renamed-originals/``; no notebook,
+  more than one, or an unreadable one, is a recorded 0 with the reason;
 * students are graded in parallel, ``--jobs`` at a time (default: one per
-  core), by long-lived nbgrader workers (``_autograde_worker``: nbgrader and
+  core), by long-lived nbgrader workers (``_nbgrader_worker``: nbgrader and
   torch imported once per worker, not once per student); a worker that crashes
   or outlives ``--timeout`` on one student is replaced, and every student whose
   grading failed is graded once more, so a crash or a locked database costs
   that student one retry, never the run;
 * answers of different students that match closely are listed (copying).
 
-``feedback`` is nbgrader's generate_feedback, whose pages then carry their own
-MathJax (3, SVG output, inline: one file a student can open offline) instead
-of a CDN's.
+``feedback`` is nbgrader's generate_feedback, by the same workers, whose pages
+then carry their own MathJax (3, SVG output, inline: one file a student can
+open offline) instead of a CDN's.
 
 Everything the instructor needs to review lands in ``reports/<lab>/``:
 ``<student>.json`` per submission (verdicts, flags, problems), ``<student>.log``
@@ -191,15 +191,19 @@ def tool_env() -> dict[str, str]:
 
 
 class Worker:
-    """One ``_autograde_worker`` process: nbgrader imported once, then one student after another."""
+    """One ``_nbgrader_worker`` process: nbgrader imported once, then one student after another."""
 
     def __init__(self, course: Path, lab: str, log: Path):
         log.parent.mkdir(parents=True, exist_ok=True)
         self._stderr = open(log, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "course_lib.grading._autograde_worker", lab], cwd=course, env=tool_env(),
+            [sys.executable, "-m", "course_lib.grading._nbgrader_worker", lab], cwd=course, env=tool_env(),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, start_new_session=True)
         self.ready = False
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def _read(self, deadline: float) -> dict | None:
         """The worker's next result line, or None when it died or the deadline passed."""
@@ -212,25 +216,26 @@ class Worker:
         except ValueError:
             return None
 
-    def grade(self, student: str, timeout_s: float, start_s: float = 120.0) -> tuple[int, str]:
-        """(0, nbgrader's log) when ``student`` was graded; (nonzero, why) when not, and then the worker is gone."""
+    def run(self, command: str, student: str, timeout_s: float, start_s: float = 120.0) -> tuple[int, str]:
+        """(0, nbgrader's log) when ``command`` ran for ``student``; (nonzero, why) when not (a worker that
+        died or outlived ``timeout_s`` is closed)."""
         if not self.ready:
             self.ready = self._read(time.monotonic() + start_s) == {"ready": True}
             if not self.ready:
                 self.close()
                 return -1, "the nbgrader worker did not start (see .grading/workers/)"
         try:
-            self.process.stdin.write(json.dumps(student) + "\n")
+            self.process.stdin.write(json.dumps({"command": command, "student": student}) + "\n")
             self.process.stdin.flush()
         except OSError:
             self.close()
             return -1, "the nbgrader worker died"
         result = self._read(time.monotonic() + timeout_s)
         if result is None or result.get("student") != student:
-            alive = self.process.poll() is None
+            alive = self.alive
             self.close()
-            return -1, (f"nbgrader autograde took more than {timeout_s:g} s" if alive
-                        else "the nbgrader worker died while grading")
+            return -1, (f"nbgrader {command} took more than {timeout_s:g} s" if alive
+                        else f"the nbgrader worker died during {command}")
         return (0 if result["ok"] else 1), result["log"]
 
     def close(self) -> None:
@@ -247,6 +252,45 @@ class Worker:
                 pass
 
 
+def for_each_student(course: Path, lab: str, command: str, outcomes: list[Outcome], jobs: int, timeout_s: float,
+                     after=None) -> None:
+    """Run nbgrader's ``command`` (autograde, feedback) for every outcome's student, ``jobs`` at a time.
+
+    Each job is a :class:`Worker`; a worker that dies or hangs is replaced. A student whose run
+    failed is run once more when the others are done (a locked database, a crash of nbgrader).
+    Sets each outcome's returncode, log, attempts and seconds; ``after(outcome)`` runs after each try.
+    """
+    workers: queue.SimpleQueue[Worker] = queue.SimpleQueue()
+    started: list[Worker] = []
+
+    def new_worker() -> Worker:
+        worker = Worker(course, lab, course / ".grading" / "workers" / f"{lab}-{command}-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    def run(outcome: Outcome) -> None:
+        worker = workers.get()
+        start = time.perf_counter()
+        outcome.attempts += 1
+        outcome.returncode, outcome.log = worker.run(command, outcome.student, timeout_s)
+        outcome.seconds += time.perf_counter() - start
+        workers.put(worker if worker.alive else new_worker())
+        if after is not None:
+            after(outcome)
+
+    jobs = max(1, min(jobs, len(outcomes)))
+    for _ in range(jobs if outcomes else 0):
+        workers.put(new_worker())
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(run, outcomes))
+        for outcome in [o for o in outcomes if o.returncode != 0]:
+            run(outcome)
+    finally:
+        for worker in started:
+            worker.close()
+
+
 def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, timeout_s: float) -> list[Outcome]:
     database = database_path(course)
     backup = backup_gradebook(database, course / ".grading" / "backups")
@@ -257,39 +301,15 @@ def autograde(course: Path, lab: str, students: list[str] | None, jobs: int, tim
     for outcome in outcomes:
         outcome.problem = normalize_submission(submitted / outcome.student / lab, lab)
 
-    workers: queue.SimpleQueue[Worker] = queue.SimpleQueue()
-    started: list[Worker] = []
-
-    def new_worker() -> Worker:
-        worker = Worker(course, lab, course / ".grading" / "workers" / f"{lab}-{len(started)}.log")
-        started.append(worker)
-        return worker
-
-    def grade(outcome: Outcome) -> Outcome:
-        worker = workers.get()
-        start = time.perf_counter()
-        outcome.attempts += 1
-        outcome.returncode, outcome.log = worker.grade(outcome.student, timeout_s)
-        outcome.seconds += time.perf_counter() - start
-        workers.put(worker if worker.process.poll() is None else new_worker())
+    def keep_log(outcome: Outcome) -> None:
         log = report_path(course, lab, outcome.student).with_suffix(".log")
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(outcome.log)  # nbgrader's own messages, for the instructor
-        return outcome
 
     gradable = [o for o in outcomes if not o.problem]
     start = time.perf_counter()
-    jobs = max(1, min(jobs, len(gradable)))
-    for _ in range(jobs):
-        workers.put(new_worker())
-    try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(grade, gradable))
-        for outcome in [o for o in gradable if o.returncode != 0]:
-            grade(outcome)  # once more: a locked database or a crash of nbgrader itself
-    finally:
-        for worker in started:
-            worker.close()
+    for_each_student(course, lab, "autograde", gradable, jobs, timeout_s, after=keep_log)
+    for outcome in gradable:
         if outcome.returncode != 0:
             outcome.problem = f"grading failed twice: {failure_reason(outcome.log)}"
     for outcome in outcomes:
@@ -372,26 +392,32 @@ def offline_math(html: str) -> str:
     return _CDN_MATHJAX.sub(lambda _: inline, html, count=1)
 
 
-def feedback(course: Path, lab: str) -> int:
-    """nbgrader's generate_feedback, then MathJax inline in every page it wrote (offline)."""
-    env = tool_env()
-    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", lab, "--force"], cwd=course, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        print(done.stderr[-3000:], file=sys.stderr)
-        return done.returncode
+def feedback(course: Path, lab: str, jobs: int, timeout_s: float) -> int:
+    """nbgrader's generate_feedback for every autograded student (``jobs`` at a time), then MathJax inline
+    in every page it wrote (offline)."""
+    autograded = course / "autograded"
+    students = sorted(p.name for p in autograded.iterdir() if (p / lab).is_dir()) if autograded.is_dir() else []
+    outcomes = [Outcome(s) for s in students]
+    for_each_student(course, lab, "feedback", outcomes, jobs, timeout_s)
+    failed = [o for o in outcomes if o.returncode != 0]
+    for outcome in failed:
+        print(f"  {outcome.student}: no feedback: {failure_reason(outcome.log)}", file=sys.stderr)
     pages = sorted((course / "feedback").glob(f"*/{lab}/*.html"))
     for page in pages:
         page.write_text(offline_math(page.read_text()))
     print(f"{lab}: {len(pages)} feedback page(s), math rendered offline")
-    return 0
+    return 1 if failed else 0
 
 
 def export(course: Path, to: Path) -> None:
-    """nbgrader's export, plus a ``notes`` column from the grading reports."""
-    env = tool_env()
-    subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(to)], cwd=course, env=env, check=True,
-                   capture_output=True, text=True)
+    """nbgrader's CSV export (its CsvExportPlugin, run in this process), plus a ``notes`` column from the reports."""
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    exporter = CsvExportPlugin(config=course_config(course))
+    exporter.to = str(to)
+    with Gradebook(f"sqlite:///{database_path(course)}") as gradebook:
+        exporter.export(gradebook)
     with open(to, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -417,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--timeout", type=float, default=300.0, help="seconds one nbgrader process may take")
     feedback_parser = commands.add_parser("feedback", help="nbgrader's feedback pages, readable offline")
     feedback_parser.add_argument("lab")
+    feedback_parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="students at once")
+    feedback_parser.add_argument("--timeout", type=float, default=300.0, help="seconds one student's page may take")
     exporting = commands.add_parser("export", help="grades.csv with a notes column")
     exporting.add_argument("--to", type=Path, default=Path("grades.csv"))
     parser.add_argument("--course", type=Path, default=Path.cwd(), help="the course directory (default: here)")
@@ -428,6 +456,6 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = autograde(course, args.lab, args.student, args.jobs, args.timeout)
         return 0 if all(o.returncode in (0, None) or o.problem for o in outcomes) else 1
     if args.command == "feedback":
-        return feedback(course, args.lab)
+        return feedback(course, args.lab, args.jobs, args.timeout)
     export(course, args.to if args.to.is_absolute() else course / args.to)
     return 0

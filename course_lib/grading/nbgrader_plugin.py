@@ -198,7 +198,7 @@ class RestoreCellMetadata(NbGraderPreprocessor):
                 if meta is None:
                     continue
                 name = meta.get("grade_id") if isinstance(meta, dict) else None
-                if name in known and name not in seen:
+                if isinstance(name, str) and name in known and name not in seen:
                     seen.add(name)
                     flags = ("grade", "solution", "locked", "task", "points")
                     if any(_loose(meta.get(k)) != _loose(metadata(name).get(k)) for k in flags):
