@@ -22,7 +22,7 @@ defect is fixed and the mark gets removed. (None is marked today.)
 Cost: two nbgrader workers (``--jobs 2``), each grading one student after
 another; a student takes ~5 s of a worker (~4 s in the sandbox, most of it
 importing torch), so ~2.5 s per submission on 2 cores, plus ~15 s to start the
-workers. Five cases hang on purpose and cost call timeouts of 20 s each
+workers. Four cases hang on purpose and cost call timeouts of 20 s each
 (a function that hangs everywhere is given up after its second).
 The fixture prints the CLI's summary line (seconds per submission). While
 working on a few cases, ``HOSTILE_CASES=b_,t_rebind`` (student ids or their
