@@ -10,7 +10,10 @@ from nbgrader.preprocessors import (
     OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
 )
 
+from nbgrader.server_extensions.formgrader.handlers import template_path as nbgrader_templates
+
 from course_lib.grading.nbgrader_plugin import GradeInSandbox, RemoveInstructorCells, RestoreCellMetadata
+from course_lib.grading.offline_math import TEMPLATES, inline_mathjax
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
@@ -57,6 +60,12 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Feedback pages and the Formgrader render what students wrote: nbconvert's SanitizeHTML (bleach)
 # escapes its HTML, so a <script> in a submission never runs in the instructor's (or a student's) browser.
 c.HTMLExporter.preprocessors = ["nbconvert.preprocessors.sanitize.SanitizeHTML"]
+
+# Formulas in the Formgrader and in feedback render offline: the course's templates come first (their
+# mathjax macro writes MathJax 3 into the page instead of loading MathJax 2 from a CDN), then nbgrader's
+# own (the formgrade and feedback templates; nbgrader adds them only when this is not set).
+c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), nbgrader_templates]
+c.HTMLExporter.filters = {"inline_mathjax": inline_mathjax}
 
 # `nbgrader zip_collect <lab>` takes a Canvas "Download Submissions" archive, put in
 # downloaded/<lab>/archive/. Canvas names each file <name>_[late_]<user id>_<submission id>_<file name>

@@ -138,9 +138,25 @@ def test_html_written_by_a_student_is_sanitized(graded):
     assert SCRIPT not in feedback, "a student's <script> must reach rendered pages escaped, never as a script"
 
 
-def test_formgrader_shows_the_mark_scheme_and_escapes_student_html(graded):
+@pytest.fixture(scope="module")
+def laptop():
+    """Headless Chromium at laptop size, with every host but 127.0.0.1 unresolvable (tests/browser.py)."""
+    from browser import Browsers, find_browser
+
+    found = find_browser()
+    if isinstance(found, str):
+        if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
+            pytest.fail(found)
+        pytest.skip(found)
+    browsers = Browsers(*found)
+    yield browsers["laptop"]
+    browsers.close()
+
+
+def test_formgrader_shows_the_mark_scheme_escapes_student_html_and_renders_math_offline(graded, laptop):
     """The instructor's Formgrader (a real Jupyter server on 127.0.0.1): the submission page shows the
-    written answer's mark scheme, and the student's <script> only as text."""
+    written answer's mark scheme, the student's <script> only as text, and its formulas render offline."""
+    from browser import check_page
     from nbgrader.api import Gradebook
 
     from test_student_kit import load_script
@@ -150,34 +166,28 @@ def test_formgrader_shows_the_mark_scheme_and_escapes_student_html(graded):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         submission = gradebook.find_submission_notebook("lab01_convolution", "lab01_convolution", "script_writer").id
     with kit_script.running_jupyter(course, f"--ServerApp.root_dir={course}", app="jupyter_server") as (base, token):
-        status, html = kit_script.request(f"{base}/formgrader/submissions/{submission}/", token)
+        page = f"{base}/formgrader/submissions/{submission}/"
+        status, html = kit_script.request(page, token)
+        problems = check_page(laptop, f"{page}?token={token}", base + "/", "laptop", checks=("raw_tex", "external_requests"))
     assert status == 200, html[-2000:]
     assert "Full marks need both numbers" in html, "the Formgrader must show the mark scheme beside the answer"
     assert "pwned" in html, "the written answer is missing from the Formgrader page"
     assert SCRIPT not in html, "a student's <script> must reach the Formgrader escaped, never as a script"
+    assert "cdnjs" not in html and "window.MathJax" in html, "the Formgrader page must carry its own MathJax"
+    assert not any(problems.values()), problems
 
 
-def test_feedback_reads_offline_with_its_math(graded):
+def test_feedback_reads_offline_with_its_math(graded, laptop):
     """A student opens the feedback page without a network: formulas render, nothing else is asked for."""
-    from browser import Browsers, check_page, find_browser, serve
+    from browser import check_page, serve
 
     course, subs = graded
     sub = subs["solution", "lab01_convolution"]
     html = feedback_html(course, sub)
     assert "cdnjs" not in html and "window.MathJax" in html, "feedback must carry its own MathJax"
-    found = find_browser()
-    if isinstance(found, str):
-        if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
-            pytest.fail(found)
-        pytest.skip(found)
-    browsers = Browsers(*found)
-    try:
-        with serve(course / "feedback") as base:
-            url = f"{base}{sub.student}/{sub.lab}/{sub.lab}.html"
-            problems = check_page(browsers["laptop"], url, base, "laptop",
-                                  checks=("raw_tex", "console_errors", "external_requests"))
-    finally:
-        browsers.close()
+    with serve(course / "feedback") as base:
+        url = f"{base}{sub.student}/{sub.lab}/{sub.lab}.html"
+        problems = check_page(laptop, url, base, "laptop", checks=("raw_tex", "console_errors", "external_requests"))
     assert not any(problems.values()), problems
 
 

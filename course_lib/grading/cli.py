@@ -23,9 +23,8 @@ the run safe for a whole class:
   that student one retry, never the run;
 * answers of different students that match closely are listed (copying).
 
-``feedback`` is nbgrader's generate_feedback, by the same workers, whose pages
-then carry their own MathJax (3, SVG output, inline: one file a student can
-open offline) instead of a CDN's.
+``feedback`` is nbgrader's generate_feedback, by the same workers; its pages
+carry their own MathJax (``offline_math``: one file a student can open offline).
 
 Everything the instructor needs to review lands in ``reports/<lab>/``:
 ``<student>.json`` per submission (verdicts, flags, problems), ``<student>.log``
@@ -374,27 +373,9 @@ def _summary(course: Path, lab: str, outcomes: list[Outcome], elapsed: float) ->
     print(f"report: {folder / 'summary.csv'}")
 
 
-# nbgrader's feedback template loads MathJax 2 from a CDN, then configures it.
-_CDN_MATHJAX = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*">\s*</script>\s*'
-                          r'<!-- MathJax configuration -->\s*<script type="text/x-mathjax-config">.*?</script>', re.S)
-_MATHJAX_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
-                   "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true, tags: 'ams'}, "
-                   "svg: {fontCache: 'global'}};</script>")
-
-
-def offline_math(html: str) -> str:
-    """``html`` with the CDN MathJax replaced by MathJax 3 inline (SVG output needs no font files)."""
-    from importlib import metadata
-
-    script = Path(metadata.distribution("sphinx-mathjax-offline").locate_file(
-        "sphinx-mathjax-offline/static/mathjax/tex-svg.js")).read_text()
-    inline = _MATHJAX_CONFIG + "\n<script>" + script.replace("</script", "<\\/script") + "</script>"
-    return _CDN_MATHJAX.sub(lambda _: inline, html, count=1)
-
-
 def feedback(course: Path, lab: str, jobs: int, timeout_s: float) -> int:
-    """nbgrader's generate_feedback for every autograded student (``jobs`` at a time), then MathJax inline
-    in every page it wrote (offline)."""
+    """nbgrader's generate_feedback for every autograded student (``jobs`` at a time). The pages carry
+    their own MathJax (:mod:`course_lib.grading.offline_math`, set up in nbgrader_config.py)."""
     autograded = course / "autograded"
     students = sorted(p.name for p in autograded.iterdir() if (p / lab).is_dir()) if autograded.is_dir() else []
     outcomes = [Outcome(s) for s in students]
@@ -403,9 +384,7 @@ def feedback(course: Path, lab: str, jobs: int, timeout_s: float) -> int:
     for outcome in failed:
         print(f"  {outcome.student}: no feedback: {failure_reason(outcome.log)}", file=sys.stderr)
     pages = sorted((course / "feedback").glob(f"*/{lab}/*.html"))
-    for page in pages:
-        page.write_text(offline_math(page.read_text()))
-    print(f"{lab}: {len(pages)} feedback page(s), math rendered offline")
+    print(f"{lab}: {len(pages)} feedback page(s)")
     return 1 if failed else 0
 
 
