@@ -15,6 +15,7 @@ from course_lib.grading.grader import answer_cells
 from course_lib.grading.labs import get_spec
 from course_lib.grading.scan import copied_from, scan_answer, similar_pairs, similarity
 from course_lib.grading.spec import submission_seed
+from sandbox_checks import require_sandbox
 from course_lib.layers import functional as CF
 
 SPEC = get_spec("lab01_convolution")
@@ -198,11 +199,9 @@ def test_a_hang_costs_its_own_tests_at_most_twice_and_a_broken_cell_is_named():
     import nbformat
 
     from course_lib.grading.grader import grade_answers
-    from course_lib.grading.sandbox import Limits, sandbox_available
+    from course_lib.grading.sandbox import Limits
 
-    available, why = sandbox_available()
-    if not available:
-        pytest.skip(why)
+    require_sandbox()
     nb = nbformat.read("solutions/lab01_convolution/lab01_convolution.ipynb", as_version=4)
     cells = dict((n, re.sub(r"[ \t]*### (BEGIN|END) SOLUTION\n?", "", s)) for n, s in answer_cells(nb))
     cells["conv2d_loops"] = "def conv2d_loops(*args, **kwargs):\n    while True:\n        pass"
@@ -227,11 +226,9 @@ def test_a_function_that_hangs_for_one_setting_keeps_its_other_tests():
     import nbformat
 
     from course_lib.grading.grader import grade_answers
-    from course_lib.grading.sandbox import Limits, sandbox_available
+    from course_lib.grading.sandbox import Limits
 
-    available, why = sandbox_available()
-    if not available:
-        pytest.skip(why)
+    require_sandbox()
     nb = nbformat.read("solutions/lab01_convolution/lab01_convolution.ipynb", as_version=4)
     cells = dict((n, re.sub(r"[ \t]*### (BEGIN|END) SOLUTION\n?", "", s)) for n, s in answer_cells(nb))
     cells["conv2d_loops"] += (

@@ -52,7 +52,7 @@ from hostile_cases import (
 )
 from course_lib.grading.labs import get_spec
 from nbgrader_course import Submission, grade, new_course
-from procfs import processes_with
+from sandbox_checks import processes_with, require_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +65,6 @@ if os.environ.get("HOSTILE_CASES"):
 # The course's grading key, written before grading (so the test can tell it was neither read nor changed);
 # fixed, so that every run draws the same hidden cases for each student.
 KEY_HEX = hashlib.sha256(b"hostile submissions of lab 1").hexdigest()
-
-
-def require_sandbox() -> None:
-    from course_lib.grading.sandbox import sandbox_available
-
-    available, why = sandbox_available()
-    if not available:
-        if os.environ.get("COURSE_REQUIRE_SANDBOX") == "1":
-            pytest.fail(f"COURSE_REQUIRE_SANDBOX=1, but the answer sandbox cannot run: {why}")
-        pytest.skip(why)
 
 
 # --- the test's own servers: whatever connects is recorded ---------------------------------------------

@@ -36,20 +36,12 @@ import torch.nn.functional as F
 
 from course_lib.grading import sandbox as sandbox_module
 from course_lib.grading import wire
-from course_lib.grading.sandbox import MALFORMED_REPLY, AnswerSandbox, CallResult, Limits, sandbox_available
-from procfs import processes_with
+from course_lib.grading.sandbox import MALFORMED_REPLY, AnswerSandbox, CallResult, Limits
+from sandbox_checks import processes_with, require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 GRADING = REPO / "course_lib" / "grading"
 TORCH_PREAMBLE = "import torch\nimport torch.nn.functional as F"
-
-
-def require_sandbox() -> None:
-    available, why = sandbox_available()
-    if not available:
-        if os.environ.get("COURSE_REQUIRE_SANDBOX") == "1":
-            pytest.fail(f"COURSE_REQUIRE_SANDBOX=1, but the answer sandbox cannot run: {why}")
-        pytest.skip(why)
 
 
 # --- the wire format, on its own ------------------------------------------------------------------

@@ -1,9 +1,22 @@
-"""The processes of this machine whose command line holds a marker (read from /proc), for leftover checks."""
+"""What the tests of the answer sandbox share: whether it can run here, and the processes left behind."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import pytest
+
+
+def require_sandbox() -> None:
+    """Skip the test where bubblewrap cannot run; fail instead when COURSE_REQUIRE_SANDBOX=1 (CI)."""
+    from course_lib.grading.sandbox import sandbox_available
+
+    available, why = sandbox_available()
+    if not available:
+        if os.environ.get("COURSE_REQUIRE_SANDBOX") == "1":
+            pytest.fail(f"COURSE_REQUIRE_SANDBOX=1, but the answer sandbox cannot run: {why}")
+        pytest.skip(why)
 
 
 def processes_with(marker: str) -> list[str]:
