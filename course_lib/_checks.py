@@ -6,19 +6,32 @@ what was received, so that a wrong shape never broadcasts silently.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 
 Pair = tuple[int, int]
 
 
 def as_pair(name: str, value, least: int) -> Pair:
-    """An int or a pair of ints, each at least ``least``, as a pair."""
+    """An int, a 1-tuple (as ``nn.Conv1d`` stores it) or a pair of ints, each at least ``least``, as a pair."""
     pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else None
+    if pair is not None and len(pair) == 1:
+        pair = pair * 2
     if pair is None or len(pair) != 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= least for v in pair
     ):
         raise ValueError(f"{name} must be an int or a pair of ints >= {least}, got {value!r}")
     return pair
+
+
+def as_int(name: str, value, least: int) -> int:
+    """An int or a 1-tuple of one (as ``nn.Conv1d`` stores ``stride=(2,)``), at least ``least``, as an int."""
+    single = value[0] if isinstance(value, (tuple, list)) and len(value) == 1 else value
+    if not isinstance(single, int) or isinstance(single, bool) or single < least:
+        raise ValueError(f"{name} must be an int >= {least} or a 1-tuple of one, got {value!r}")
+    return single
 
 
 def check_rank(name: str, tensor, rank: int, layout: str) -> None:
@@ -45,3 +58,45 @@ def check_int(name: str, value, least: int) -> None:
     """``value`` is an int (not a bool) of at least ``least``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
         raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+
+
+def accepts_unbatched(layout: str, batched: tuple[str, ...] = ("input",), results: tuple[int, ...] | None = None):
+    """Let a function written for a batch (``layout`` e.g. ``"(N, C, H, W)"``) also take one sample
+    (``"(C, H, W)"``), as PyTorch's convolutions and pooling do: the rule of the whole functional API.
+
+    When the argument named first in ``batched`` has one dimension fewer than ``layout``, every
+    argument named in ``batched`` gets a batch axis of 1, and the axis is removed from the result:
+    the result itself, each tensor of a tuple result, or only the tuple's items at the positions in
+    ``results`` (conv2d_backward's grad_input, not its grad_weight). A tensor of any other rank is
+    refused here, naming both shapes.
+    """
+    rank = layout.count(",") + 1
+    unbatched = "(" + layout[1:-1].split(", ", 1)[1] + ")"
+
+    def decorate(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            first = bound.arguments.get(batched[0])
+            if not isinstance(first, torch.Tensor) or first.ndim == rank:
+                return function(*args, **kwargs)  # the function's own checks report a non-tensor
+            if first.ndim != rank - 1:
+                raise ValueError(f"{batched[0]} must have shape {layout} or {unbatched}, got shape {tuple(first.shape)}")
+            for name in batched:
+                value = bound.arguments.get(name)
+                if isinstance(value, torch.Tensor):
+                    if value.ndim != first.ndim:
+                        raise ValueError(f"{name} must be one sample like {batched[0]} ({first.ndim} dims: {batched[0]} "
+                                         f"has shape {tuple(first.shape)}), got shape {tuple(value.shape)}")
+                    bound.arguments[name] = value.unsqueeze(0)
+            out = function(*bound.args, **bound.kwargs)
+            if not isinstance(out, tuple):
+                return out.squeeze(0)
+            return tuple(t.squeeze(0) if isinstance(t, torch.Tensor) and (results is None or i in results) else t
+                         for i, t in enumerate(out))
+
+        return wrapper
+
+    return decorate

@@ -774,7 +774,7 @@ def _pasted_naive() -> str:
 
     from course_lib.layers.functional import conv2d_naive
 
-    source = inspect.getsource(conv2d_naive)
+    source = "".join(line for line in inspect.getsource(conv2d_naive).splitlines(True) if not line.startswith("@"))
     check = "stride, dilation, pads = _check_conv2d_args(input, weight, bias, stride, padding, dilation, groups)"
     assert source.count(check) == 1, "conv2d_naive changed: update how the pasted copy is made"
     return "\n" + source.replace("def conv2d_naive(", "def conv2d_loops(").replace(

@@ -284,7 +284,7 @@ def _zeros(*shape):
 
 BAD_CONV2D_ARGS = [
     # (id, arguments, regex the message must match: it starts with the argument's name)
-    ("input-3d", dict(input=_zeros(3, 8, 8), weight=_zeros(2, 3, 3, 3)), r"^input must have shape \(N, C_in, H, W\)"),
+    ("input-2d", dict(input=_zeros(8, 8), weight=_zeros(2, 3, 3, 3)), r"^input must have shape \(N, C_in, H, W\) or \(C_in, H, W\)"),
     ("input-numpy", dict(input=_zeros(1, 3, 8, 8).numpy(), weight=_zeros(2, 3, 3, 3)), r"^input must be a torch\.Tensor"),
     ("weight-2d", dict(input=_zeros(1, 3, 8, 8), weight=_zeros(3, 3)), r"^weight must have shape"),
     ("channel-mismatch", dict(input=_zeros(1, 3, 8, 8), weight=_zeros(2, 2, 3, 3)), r"^weight\.shape\[1\] must be"),
@@ -326,10 +326,10 @@ BAD_CONV1D_ARGS = [
     ("groups-not-dividing", dict(input=_zeros(1, 3, 9), weight=_zeros(2, 1, 3), groups=2), r"^groups=2 must divide"),
     ("bias-wrong-shape", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), bias=_zeros(4)), r"^bias must have shape"),
     ("kernel-too-big", dict(input=_zeros(1, 2, 4), weight=_zeros(2, 2, 7), padding=1), r"^weight does not fit"),
-    ("stride-pair", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), stride=(2,)), r"^stride must be an int for conv1d"),
+    ("stride-pair", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), stride=(2, 2)), r"^stride must be an int >= 1 or a 1-tuple"),
     ("stride-0", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), stride=0), r"^stride must be"),
-    ("dilation-pair", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), dilation=(1,)), r"^dilation must be an int for conv1d"),
-    ("padding-pair", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), padding=(1,)), r"^padding must be an int, 'same' or 'valid' for conv1d"),
+    ("dilation-pair", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), dilation=(1, 1)), r"^dilation must be an int >= 1 or a 1-tuple"),
+    ("padding-pair", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), padding=(1, 1)), r"^padding must be an int >= 0 or a 1-tuple"),
     ("padding-negative", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), padding=-1), r"^padding must be"),
     ("padding-same-stride-2", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), padding="same", stride=2), r"^padding='same' needs stride 1"),
     ("padding-unknown-string", dict(input=_zeros(1, 2, 9), weight=_zeros(2, 2, 3), padding="full"), r"^padding must be"),

@@ -583,7 +583,7 @@ BAD_ARGS = [
     ("stochastic-kernel-too-big", stochastic_pool2d, dict(input=_zeros(1, 1, 4, 4), kernel_size=5), r"^kernel_size"),
     ("max-backward-grad-shape", max_pool2d_backward, dict(grad_output=_zeros(1, 1, 3, 3), input=_zeros(1, 1, 4, 4), kernel_size=2), r"^grad_output must have the output's shape .* = \(1, 1, 2, 2\)"),
     ("avg-backward-grad-shape", avg_pool2d_backward, dict(grad_output=_zeros(1, 2, 2, 2), input=_zeros(1, 1, 4, 4), kernel_size=2), r"^grad_output must have"),
-    ("avg-backward-input-3d", avg_pool2d_backward, dict(grad_output=_zeros(1, 2, 2), input=_zeros(1, 4, 4), kernel_size=2), r"^input must have shape \(N, C, H, W\)"),
+    ("avg-backward-input-2d", avg_pool2d_backward, dict(grad_output=_zeros(2, 2), input=_zeros(4, 4), kernel_size=2), r"^input must have shape \(N, C, H, W\) or \(C, H, W\)"),
 ]  # fmt: skip
 
 

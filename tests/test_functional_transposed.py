@@ -212,7 +212,7 @@ def _zeros(*shape):
 
 
 BAD_ARGS = [
-    ("input-3d", dict(input=_zeros(2, 4, 4), weight=_zeros(2, 1, 3, 3)), r"^input must have shape \(N, C_in, H, W\)"),
+    ("input-2d", dict(input=_zeros(4, 4), weight=_zeros(2, 1, 3, 3)), r"^input must have shape \(N, C_in, H, W\) or \(C_in, H, W\)"),
     ("weight-list", dict(input=_zeros(1, 2, 4, 4), weight=[1.0]), r"^weight must be a torch\.Tensor"),
     ("weight-channel-mismatch", dict(input=_zeros(1, 2, 4, 4), weight=_zeros(3, 1, 3, 3)), r"^weight\.shape\[0\] must be input channels C_in = 2"),
     ("groups-not-dividing", dict(input=_zeros(1, 3, 4, 4), weight=_zeros(3, 1, 3, 3), groups=2), r"^groups=2 must divide the input channels \(3\)"),

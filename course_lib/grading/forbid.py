@@ -15,6 +15,7 @@ Two mechanisms, because shortcuts come in two kinds:
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
@@ -74,6 +75,8 @@ def _refuse_functions(functions: Iterable[Callable], why: str):
     swapped = []
     try:
         for function in functions:
+            # A decorated function (course_lib's accepts_unbatched) calls the one it wraps: refuse that one.
+            function = inspect.unwrap(function)
             if function.__closure__:
                 raise ValueError(f"functions must be module-level functions, got the closure {function.__qualname__}")
             code = _refuse.__code__.replace(co_name=function.__name__)

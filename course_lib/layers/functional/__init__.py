@@ -5,6 +5,14 @@ semantics and is tested equal to it, values and gradients
 (``tests/test_functional_*.py``). The ``*_backward`` functions compute
 gradients explicitly, as the labs on backpropagation ask students to.
 
+Shapes, one rule for all (as in PyTorch): a function that takes images -
+the convolutions, the pooling functions and their ``*_backward`` passes -
+takes a batch (N, C, H, W) or one image (C, H, W) (conv1d: (N, C, L) or
+(C, L)) and returns the same kind; any other rank is refused naming both
+shapes (``course_lib._checks.accepts_unbatched``). Normalization takes
+(N, C, *), as PyTorch's does. Kernel sizes, strides, paddings and dilations
+may be an int, a pair, or the 1-tuple a module stores (``(2,)``).
+
 =================  =====================================================================
 family             functions
 =================  =====================================================================

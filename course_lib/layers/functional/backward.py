@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..._checks import Pair, check_rank
+from ..._checks import Pair, accepts_unbatched, check_rank
 from .conv import _check_conv2d_args, im2col
 
 __all__ = ["col2im", "conv2d_backward"]
@@ -80,6 +80,7 @@ def col2im(
     return image
 
 
+@accepts_unbatched("(N, C_in, H, W)", batched=("input", "grad_output"), results=(0,))
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
     """Gradients of :func:`~course_lib.layers.functional.conv.conv2d` with respect to input, weight and bias.
 

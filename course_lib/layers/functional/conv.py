@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ...analysis.shapes import output_size
-from ..._checks import Pair, as_pair, check_int, check_rank
+from ..._checks import Pair, accepts_unbatched, as_int, as_pair, check_int, check_rank
 
 __all__ = ["conv1d", "conv2d", "conv2d_naive", "im2col", "resolve_padding"]
 
@@ -108,6 +108,7 @@ def im2col(x: torch.Tensor, kernel_size: Pair, stride: Pair = (1, 1), dilation: 
     return windows.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, h_out * w_out)
 
 
+@accepts_unbatched("(N, C_in, H, W)")
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
     """2D convolution (cross-correlation) by im2col and one matrix product per group.
 
@@ -142,6 +143,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     return out
 
 
+@accepts_unbatched("(N, C_in, H, W)")
 def conv2d_naive(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
     """2D convolution by explicit loops over groups and output positions, for teaching.
 
@@ -174,6 +176,7 @@ def conv2d_naive(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
     return out
 
 
+@accepts_unbatched("(N, C_in, L)")
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
     """1D convolution (cross-correlation) of signals.
 
@@ -191,11 +194,9 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     """
     check_rank("input", input, 3, "(N, C_in, L)")
     check_rank("weight", weight, 3, "(C_out, C_in / groups, K)")
-    for name, value in (("stride", stride), ("dilation", dilation)):
-        if not isinstance(value, int):
-            raise ValueError(f"{name} must be an int for conv1d, got {value!r}")
-    if not isinstance(padding, (int, str)):
-        raise ValueError(f"padding must be an int, 'same' or 'valid' for conv1d, got {padding!r}")
+    stride, dilation = as_int("stride", stride, 1), as_int("dilation", dilation, 1)
+    if not isinstance(padding, str):
+        padding = as_int("padding", padding, 0)
     pad2d = padding if isinstance(padding, str) else (0, padding)
     out = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, (1, stride), pad2d, (1, dilation), groups)
     return out.squeeze(2)

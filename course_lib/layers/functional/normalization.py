@@ -272,10 +272,15 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> torch.Ten
     _check_shape("weight", weight, (channels,), "(C,)")
     _check_shape("bias", bias, (channels,), "(C,)")
     _check_eps(eps)
+    shape = (1, channels, *(1,) * (input.ndim - 2))
+    if n == 0:  # an empty batch: nothing to normalize (and reshape(0, G, -1) is ambiguous)
+        return _scale_shift(input.clone(), weight, bias, shape)
+    if input.numel() == 0:
+        raise ValueError(f"input must have at least one position per channel, got shape {tuple(input.shape)}")
     grouped = input.reshape(n, num_groups, -1)  # (N, G, C/G * H * W)
     mean, var = _moments(grouped, [2])
     x_hat = ((grouped - mean) * torch.rsqrt(var + eps)).view(input.shape)
-    return _scale_shift(x_hat, weight, bias, (1, channels, *(1,) * (input.ndim - 2)))
+    return _scale_shift(x_hat, weight, bias, shape)
 
 
 # --- batch norm's backward pass, by hand --------------------------------------------------------

@@ -31,13 +31,12 @@ without autograd the input gradient that autograd finds through
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
-from ..._checks import Pair, as_pair, check_rank
+from ..._checks import Pair, accepts_unbatched, as_pair, check_rank
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -57,28 +56,6 @@ Geometry = tuple[Pair, Pair, Pair, Pair, Pair]
 
 
 # --- shared machinery ----------------------------------------------------------------------------
-
-
-def _accepts_unbatched(pool):
-    """Let ``pool``, written for (N, C, H, W), also take one (C, H, W) image, as PyTorch's pooling does.
-
-    The image (and max_unpool2d's indices) get a batch axis of 1, which is removed from the results.
-    """
-
-    @functools.wraps(pool)
-    def wrapper(input, *args, **kwargs):
-        if not isinstance(input, torch.Tensor) or input.ndim == 4:
-            return pool(input, *args, **kwargs)  # pool's own checks report a non-tensor
-        if input.ndim != 3:
-            raise ValueError(f"input must have shape (N, C, H, W) or (C, H, W), got shape {tuple(input.shape)}")
-
-        def batch(a):
-            return a.unsqueeze(0) if isinstance(a, torch.Tensor) else a
-
-        out = pool(batch(input), *map(batch, args), **{k: batch(v) for k, v in kwargs.items()})
-        return tuple(t.squeeze(0) for t in out) if isinstance(out, tuple) else out.squeeze(0)
-
-    return wrapper
 
 
 def _check_input(input) -> None:
@@ -193,7 +170,7 @@ def _check_grad_output(grad_output, out: Pair, input: torch.Tensor) -> None:
 # --- max pooling -----------------------------------------------------------------------------------
 
 
-@_accepts_unbatched
+@accepts_unbatched("(N, C, H, W)")
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2D max pooling: the largest value of every (dilated) window.
 
@@ -221,6 +198,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return (out, indices) if return_indices else out
 
 
+@accepts_unbatched("(N, C, H, W)", batched=("input", "grad_output"))
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Gradient of :func:`max_pool2d` with respect to its input, without autograd.
 
@@ -263,7 +241,7 @@ def _unpool_size(input, kernel: Pair, stride: Pair, padding: Pair, output_size) 
     return size
 
 
-@_accepts_unbatched
+@accepts_unbatched("(N, C, H, W)", batched=("input", "indices"))
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Partial inverse of :func:`max_pool2d`: put every value back where its maximum came from.
 
@@ -325,7 +303,7 @@ def _avg_divisor(input, geometry: Geometry, count_include_pad: bool, divisor_ove
     return _windows(ones, kernel, stride, padding, dilation, out, value=0.0).sum(-1)
 
 
-@_accepts_unbatched
+@accepts_unbatched("(N, C, H, W)")
 def avg_pool2d(
     input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
 ):
@@ -352,6 +330,7 @@ def avg_pool2d(
     return sums / _avg_divisor(input, geometry, count_include_pad, divisor_override)
 
 
+@accepts_unbatched("(N, C, H, W)", batched=("input", "grad_output"))
 def avg_pool2d_backward(
     grad_output,
     input,
@@ -390,7 +369,7 @@ def avg_pool2d_backward(
     return grad[:, :, ph : ph + h, pw : pw + w]
 
 
-@_accepts_unbatched
+@accepts_unbatched("(N, C, H, W)")
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """2D power-average (Lp) pooling: ``(sum over the window of x^p)^(1/p)``.
 
@@ -461,7 +440,7 @@ def _adaptive_windows(input, output_size) -> tuple[torch.Tensor, torch.Tensor]:
     return windows.flatten(-2), positions.flatten(-2)[None, None]
 
 
-@_accepts_unbatched
+@accepts_unbatched("(N, C, H, W)")
 def adaptive_avg_pool2d(input, output_size):
     """Average pooling to a fixed output size, whatever the input size.
 
@@ -482,7 +461,7 @@ def adaptive_avg_pool2d(input, output_size):
     return torch.where(real, windows, 0.0).sum(-1) / real.sum(-1)
 
 
-@_accepts_unbatched
+@accepts_unbatched("(N, C, H, W)")
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """Max pooling to a fixed output size, whatever the input size.
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..._checks import as_pair, check_int, check_rank
+from ..._checks import accepts_unbatched, as_pair, check_int, check_rank
 from .conv import conv2d
 
 __all__ = ["conv_transpose2d"]
@@ -72,6 +72,7 @@ def _check_args(input, weight, bias, stride, padding, output_padding, groups, di
     return stride, padding, output_padding, dilation
 
 
+@accepts_unbatched("(N, C_in, H, W)")
 def conv_transpose2d(
     input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
 ) -> torch.Tensor:
