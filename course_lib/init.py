@@ -33,6 +33,8 @@ import math
 import torch
 from torch import nn
 
+from .modes import evaluating
+
 __all__ = [
     "INIT_SCHEMES",
     "calculate_gain",
@@ -326,12 +328,10 @@ def lsuv_(
         model(batch)
         return outputs[name].double().var(correction=0).item()
 
-    training = {module: module.training for module in model.modules()}
     handles = [module.register_forward_hook(make_hook(name)) for name, module in layers]
     report = []
     try:
-        model.eval()
-        with torch.no_grad():
+        with evaluating(model):
             model(batch)
             order, weights = list(outputs), dict(layers)  # forward order of the layers actually called
             for name in order:
@@ -347,8 +347,6 @@ def lsuv_(
     finally:
         for handle in handles:
             handle.remove()
-        for module, flag in training.items():
-            module.train(flag)
     return report
 
 

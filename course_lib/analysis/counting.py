@@ -20,13 +20,14 @@ per image. Papers often quote multiply-accumulates instead: MACs = FLOPs / 2.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from ..modes import evaluating
 
 __all__ = ["FlopCount", "count_flops", "count_parameters", "parameter_table"]
 
@@ -87,19 +88,6 @@ def _dummy_input(model: nn.Module, input_shape) -> torch.Tensor:
     return torch.zeros(tuple(input_shape), **like)
 
 
-@contextlib.contextmanager
-def _inference(model: nn.Module):
-    """Eval mode and no autograd for the block; every module's train/eval flag is restored afterwards."""
-    flags = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for module, flag in flags.items():
-            module.train(flag)
-
-
 def parameter_table(model: nn.Module, input_shape=None) -> list[dict]:
     """One row per leaf module (and per container that owns parameters directly), in registration order.
 
@@ -130,7 +118,7 @@ def parameter_table(model: nn.Module, input_shape=None) -> list[dict]:
     modules = dict(model.named_modules())
     handles = [modules[row["name"]].register_forward_hook(make_hook(row["name"])) for row in rows]
     try:
-        with _inference(model):
+        with evaluating(model):
             model(x)
     finally:
         for handle in handles:
@@ -169,7 +157,7 @@ def count_flops(model: nn.Module, input_shape) -> FlopCount:
     _check_model(model)
     x = _dummy_input(model, input_shape)
     counter = FlopCounterMode(display=False)
-    with _inference(model), counter:
+    with evaluating(model), counter:
         model(x)
     # FlopCounterMode names modules "<RootClass>.<name in named_modules>".
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}

@@ -52,6 +52,7 @@ from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 
 from .._checks import check_int
 from ..config import get_device, seed_everything
+from ..modes import Modes, evaluating, modes_of, set_modes
 from . import distributed as ddp
 from .callbacks import Callback, Checkpoint, TrainState, load_checkpoint
 
@@ -321,10 +322,10 @@ class _Setup:
 
 
 def _evaluate_pass(setup: _Setup, model: nn.Module, loader: Iterable, *, detailed: bool) -> _Meter:
-    """Run ``model`` in eval mode over ``loader`` without gradients; the meter holds the results."""
-    model.eval()
+    """Run ``model`` in eval mode over ``loader`` without gradients, every module's own mode back
+    afterwards (a frozen BatchNorm stays frozen); the meter holds the results."""
     meter = _Meter(detailed)
-    with torch.no_grad():
+    with evaluating(model):
         for x, y in loader:
             x, y = setup.to_device(x, y)
             logits, loss = setup.forward(model, x, y)
@@ -389,11 +390,7 @@ def evaluate(
         channels_last=device.type == "cuda" if channels_last is None else channels_last,
         loss_fn=loss_fn or nn.CrossEntropyLoss(),
     )
-    was_training = model.training
-    try:
-        meter = _evaluate_pass(setup, model, loader, detailed=True)
-    finally:
-        model.train(was_training)
+    meter = _evaluate_pass(setup, model, loader, detailed=True)
     values = meter.read(reduce=ddp.is_distributed() and ddp.is_sharded(loader))
     return Evaluation(
         loss=values["loss"],
@@ -473,6 +470,7 @@ class _Trainer:
     setup: _Setup
     state: TrainState
     step_model: nn.Module  # what the step calls: the model, possibly inside DDP
+    train_modes: Modes  # each module's flag while training (a BatchNorm frozen with bn.eval() stays frozen)
     scheduler_step: str | None
     clip_grad_norm: float | None
     check_each_step: bool
@@ -491,7 +489,7 @@ class _Trainer:
         state, setup, model, optimizer = self.state, self.setup, self.step_model, self.state.optimizer
         batch_scheduler = state.scheduler if self.scheduler_step == "batch" else None
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        model.train()
+        set_modes(self.train_modes)  # not model.train(): that would wake a frozen BatchNorm up
         meter = _Meter()
         for step, (x, y) in enumerate(state.train_loader, start=1):
             x, y = setup.to_device(x, y)
@@ -623,7 +621,9 @@ def fit(
             tuple/namedtuple ``(logits, aux1, aux2, ...)`` (GoogLeNet): the loss is then
             ``loss(logits) + aux_weight * sum(loss(aux))`` and accuracy uses ``logits`` only.
             It is moved to ``device`` (parameters keep their identity, so the
-            optimizer built before stays valid).
+            optimizer built before stays valid). It trains with the modes it is handed
+            over with: a module frozen with ``.eval()`` (a BatchNorm in transfer
+            learning) stays in eval mode; a model in eval mode as a whole trains as a whole.
         train_loader: any iterable of ``(x, y)`` tensor batches: a ``DataLoader``,
             a list of tuples, ... Re-iterated every epoch.
         optimizer: built on ``model.parameters()``. Weight decay belongs here:
@@ -705,6 +705,9 @@ def fit(
         load_checkpoint(resume_from, state)
     if compile:
         model.compile()  # in place: state_dict keys stay unprefixed, and evaluation uses the compiled forward too
+    if not model.training:
+        model.train()  # a model handed over in eval mode trains as a whole; one in train mode as it is set up
+    step_model = ddp.wrap_model(model, device) if distributed else model
     trainer = _Trainer(
         setup=_Setup(
             device=device,
@@ -714,7 +717,8 @@ def fit(
             aux_weight=aux_weight,
         ),
         state=state,
-        step_model=ddp.wrap_model(model, device) if distributed else model,
+        step_model=step_model,
+        train_modes=modes_of(step_model),
         scheduler_step=step_mode,
         clip_grad_norm=clip_grad_norm,
         check_each_step=_checks_each_step(device, distributed),

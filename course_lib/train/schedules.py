@@ -41,6 +41,7 @@ from torch import nn
 from torch.optim import lr_scheduler
 
 from .._checks import check_int
+from ..modes import kept_modes
 
 __all__ = [
     "SCHEDULES",
@@ -385,46 +386,45 @@ def lr_range_test(
     model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt_state = copy.deepcopy(opt.state_dict())
     grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
-    was_training = model.training
 
     ratio = end_lr / start_lr
     lrs: list[float] = []
     raw: list[float] = []
     smoothed: list[float] = []
     diverged = False
-    try:
-        model.train()
-        batches = iter(loader)
-        for i in range(num_steps):
-            lr = start_lr * ratio ** (i / (num_steps - 1))
-            for group in opt.param_groups:
-                group["lr"] = lr
-            try:
-                batch = next(batches)
-            except StopIteration:
-                batches = iter(loader)
+    with kept_modes(model):  # every module's own mode back afterwards (a frozen BatchNorm stays frozen)
+        try:
+            model.train()
+            batches = iter(loader)
+            for i in range(num_steps):
+                lr = start_lr * ratio ** (i / (num_steps - 1))
+                for group in opt.param_groups:
+                    group["lr"] = lr
                 try:
                     batch = next(batches)
                 except StopIteration:
-                    raise ValueError("loader yielded no batches") from None
-            x, y = _to(batch, device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            value = float(loss.detach())
-            lrs.append(lr)
-            raw.append(value)
-            smoothed.append(value if not smoothed else smooth * value + (1 - smooth) * smoothed[-1])
-            if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge_factor * min(smoothed):
-                diverged = True
-                break
-            loss.backward()
-            opt.step()
-    finally:
-        model.load_state_dict(model_state)
-        opt.load_state_dict(opt_state)
-        for p, g in zip(model.parameters(), grads):
-            p.grad = g
-        model.train(was_training)
+                    batches = iter(loader)
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        raise ValueError("loader yielded no batches") from None
+                x, y = _to(batch, device)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                value = float(loss.detach())
+                lrs.append(lr)
+                raw.append(value)
+                smoothed.append(value if not smoothed else smooth * value + (1 - smooth) * smoothed[-1])
+                if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge_factor * min(smoothed):
+                    diverged = True
+                    break
+                loss.backward()
+                opt.step()
+        finally:
+            model.load_state_dict(model_state)
+            opt.load_state_dict(opt_state)
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g
 
     usable = smoothed[:-1] if diverged and len(smoothed) > 1 else smoothed
     min_lr, steepest = _suggest(lrs[: len(usable)], usable)

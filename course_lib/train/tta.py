@@ -26,11 +26,12 @@ them with a loss, use ``nn.NLLLoss()(probs.clamp_min(1e-12).log(), y)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
+
+from ..modes import evaluating
 
 __all__ = ["TTA_MODES", "ENSEMBLE_MODES", "tta_views", "tta_predict", "Ensemble", "ensemble_predict"]
 
@@ -76,18 +77,6 @@ def tta_views(x: torch.Tensor, mode: str = "flip", crop_size: int | Sequence[int
         return [x, x.flip(-1)]
     size = _crop_size(crop_size, x.shape[-2], x.shape[-1])
     return list(TF.ten_crop(x, list(size)))  # works on a whole batch: crops the last two dims
-
-
-@contextmanager
-def _evaluating(model: nn.Module):
-    """Eval mode and no autograd for the duration, then the model's own mode back."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
@@ -144,7 +133,7 @@ def tta_predict(
     tta_views(x[:0] if isinstance(x, torch.Tensor) and x.ndim == 4 else x, mode, crop_size)  # check arguments once
     device = _model_device(model, x.device)
     out = []
-    with _evaluating(model):
+    with evaluating(model):
         for chunk in _chunks(x, batch_size):
             views = tta_views(chunk.to(device), mode, crop_size)
             probs = sum(_softmax(model(v)) for v in views) / len(views)
