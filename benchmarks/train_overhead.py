@@ -9,7 +9,9 @@ the median ratio of their epoch times with images/s:
 * CPU: a LeNet-5-like model on mnist-5k (4,000 training digits, batches of 64);
 * CUDA, when present: torchvision's ResNet-18 on CIFAR-shaped random tensors,
   fed by a pinned ``DataLoader`` and, if ``course_lib.train.gpu_loader`` exists,
-  by its ``GPULoader``.
+  by its ``GPULoader``;
+* the progress bar's refresh: one step plus one read of the running loss and
+  accuracy, after 100, 1,000 and 10,000 steps of an epoch (it should not grow).
 
 The plain loop is a well-written one, not a naive one: it tracks loss and
 accuracy as device tensors read once per epoch (no ``.item()`` per step) and
@@ -158,6 +160,25 @@ def cuda_benchmark(repeats: int) -> None:
         compare(name, make_model, make_loader, n, device, repeats, amp_dtype=amp_dtype, channels_last=True)
 
 
+def refresh_benchmark(reads: int = 20) -> None:
+    """Milliseconds of one meter update + one running read (what a progress-bar refresh costs) late in an epoch."""
+    from course_lib.train.engine import _Meter
+
+    logits, y = torch.randn(32, 10), torch.randint(0, 10, (32,))
+    loss = nn.functional.cross_entropy(logits, y)
+    for steps in (100, 1_000, 10_000):
+        meter = _Meter()
+        for step in range(steps):
+            meter.update(loss, logits, y)
+            if step % 50 == 0:  # the bar reads twice a second: every 50 steps or so
+                meter.running()
+        start = time.perf_counter()
+        for _ in range(reads):
+            meter.update(loss, logits, y)
+            meter.running()
+        print(f"progress refresh after {steps:>6,} steps: {(time.perf_counter() - start) / reads * 1e3:.3f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="epochs timed per contender (after a warm-up)")
@@ -167,6 +188,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}")
+    refresh_benchmark()
     cpu_benchmark(args.repeats)
     if torch.cuda.is_available() and not args.skip_cuda:
         cuda_benchmark(args.repeats)

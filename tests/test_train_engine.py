@@ -466,3 +466,34 @@ def test_fit_on_cuda_with_amp_and_channels_last():
     assert result.confusion.device.type == "cpu" and result.count == 64
     # fp16 with a gradient scaler works too
     fit(model, batches, optimizer=optimizer, epochs=1, device="cuda", amp="fp16", progress=False)
+
+
+def test_meter_sums_read_between_steps_equal_the_sums_over_all_steps():
+    """The progress bar reads the meter every half second; each read folds in only the steps since the
+    last one, and what it reports (and the final read) is the mean over every step so far."""
+    from course_lib.train.engine import _Meter
+
+    g = torch.Generator().manual_seed(0)
+    meter = _Meter(detailed=True)
+    losses, sizes, logits_all, targets_all = [], [], [], []
+    for step in range(1, 26):
+        n = 3 + step % 4
+        logits, y = torch.randn(n, 7, generator=g), torch.randint(0, 7, (n,), generator=g)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        meter.update(loss, logits, y)
+        losses.append(loss.item())
+        sizes.append(n)
+        logits_all.append(logits)
+        targets_all.append(y)
+        if step % 7 == 0 or step == 25:
+            logits_cat, y_cat = torch.cat(logits_all), torch.cat(targets_all)
+            expected_loss = sum(l * s for l, s in zip(losses, sizes)) / sum(sizes)
+            expected_acc = (logits_cat.argmax(1) == y_cat).double().mean().item()
+            running = meter.running()
+            assert running == {"loss": f"{expected_loss:.4f}", "acc": f"{expected_acc:.3f}"}
+    values = meter.read()
+    top5 = (logits_cat.topk(5, dim=1).indices == y_cat.unsqueeze(1)).any(1).double().mean().item()
+    assert values["count"] == sum(sizes)
+    assert values["loss"] == pytest.approx(expected_loss, rel=1e-12)
+    assert values["acc"] == pytest.approx(expected_acc, rel=1e-12)
+    assert values["top5"] == pytest.approx(top5, rel=1e-12)

@@ -218,8 +218,10 @@ class _Meter:
     """Sums of loss and correct predictions over one pass, kept on the device until :meth:`read`.
 
     Each step only appends tensors to lists: no host sync, and no kernel for the
-    loss at all (the summing happens once, in :meth:`read`). ``detailed`` adds
-    top-5 counts and a confusion matrix (for :func:`evaluate`).
+    loss at all. The sums are folded when they are read: only the steps since the
+    last read are stacked, so the progress bar's refresh costs the same at step
+    10 as at step 10,000. ``detailed`` adds top-5 counts and a confusion matrix
+    (for :func:`evaluate`).
     """
 
     def __init__(self, detailed: bool = False):
@@ -227,6 +229,8 @@ class _Meter:
         self.losses: list[torch.Tensor] = []  # batch-mean loss of each step, 0-d
         self.sizes: list[int] = []  # samples of each step
         self.correct: list[torch.Tensor] = []  # correct top-1 predictions of each step, 0-d
+        self.folded = 0  # steps already in the sums below
+        self.sums: torch.Tensor | None = None  # (loss x samples, samples, correct[, top5]) of the folded steps, float64
         self.targets = 0  # predictions counted (samples, or pixels for dense targets)
         self.top5: list[torch.Tensor] = []
         self.num_classes = 0
@@ -262,16 +266,9 @@ class _Meter:
         if not self.losses:
             raise ValueError("the loader yielded no batches")
         device = self.losses[0].device
-        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=device)
-        parts = [
-            torch.dot(torch.stack(self.losses).double(), sizes),
-            sizes.sum(),
-            torch.stack(self.correct).sum().double(),
-            torch.tensor(float(self.targets), dtype=torch.float64, device=device),
-        ]
-        if self.detailed:
-            parts.append(torch.stack(self.top5).sum().double())
-        sums = torch.stack(parts)
+        folded = self._fold()  # (loss x samples, samples, correct[, top5])
+        targets = torch.tensor([float(self.targets)], dtype=torch.float64, device=device)
+        sums = torch.cat([folded[:3], targets, folded[3:]])
         if reduce:
             ddp.all_reduce_sum(sums)
             if self.confusion is not None:
@@ -281,6 +278,23 @@ class _Meter:
         if top5:
             values["top5"] = top5[0] / targets
         return values
+
+    def _fold(self) -> torch.Tensor:
+        """The sums over every step so far; only the steps since the last call are stacked (no sync)."""
+        start, self.folded = self.folded, len(self.losses)
+        if start < self.folded:
+            device = self.losses[0].device
+            sizes = torch.tensor(self.sizes[start:], dtype=torch.float64, device=device)
+            parts = [
+                torch.dot(torch.stack(self.losses[start:]).double(), sizes),
+                sizes.sum(),
+                torch.stack(self.correct[start:]).sum().double(),
+            ]
+            if self.detailed:
+                parts.append(torch.stack(self.top5[start:]).sum().double())
+            new = torch.stack(parts)
+            self.sums = new if self.sums is None else self.sums + new
+        return self.sums
 
     def running(self) -> dict[str, str]:
         """This process's loss and accuracy so far, formatted for a progress bar (one sync)."""
