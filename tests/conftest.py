@@ -10,6 +10,18 @@ import torch
 # convolution tests 7x slower). Notebook kernels are separate processes, unaffected.
 torch.set_num_threads(1)
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """The ``cuda`` marker, handled once: where there is no CUDA device (CI), its tests skip, saying why."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marked cuda); run `pytest -m cuda` on a machine with one")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 # The environment variables that steer a run of the course (course_lib/config.py, course_lib/data).
 COURSE_VARIABLES = ("COURSE_DEVICE", "COURSE_SCALE", "COURSE_DATA")
 

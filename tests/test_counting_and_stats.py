@@ -281,7 +281,6 @@ def test_gradient_stats_bad_arguments(batch, loss_fn, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_stats_and_counts_equal_cpu():
     model, x = ReusedReLU().double(), torch.randn(4, 2, 9, 9, dtype=torch.float64)
     cpu = activation_stats(model, x), gradient_stats(model, x, lambda out: out.sum())

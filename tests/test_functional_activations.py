@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.layers.functional.activations import elu, leaky_relu, maxout, prelu, relu6
+from torch_reference import assert_same_values_and_grads
 
 TOLERANCES = {torch.float64: {"atol": 1e-12, "rtol": 1e-12}, torch.float32: {"atol": 1e-6, "rtol": 1e-6}}
 KINKS = (0.0, 6.0)
@@ -28,19 +29,6 @@ def _input(shape, dtype=torch.float64, device="cpu", seed=0) -> torch.Tensor:
         near = (x - kink).abs() < MARGIN
         x[near] += 2 * MARGIN
     return x.to(dtype=dtype, device=device).requires_grad_()
-
-
-def assert_same_values_and_grads(ours, reference, tensors, tol) -> None:
-    """``ours(*tensors)`` equals ``reference(*tensors)``, and so do the gradients for a random upstream gradient."""
-    out, expected = ours(*tensors), reference(*tensors)
-    assert out.shape == expected.shape
-    torch.testing.assert_close(out, expected, **tol)
-    generator = torch.Generator().manual_seed(1)
-    upstream = torch.randn(expected.shape, generator=generator, dtype=expected.dtype).to(expected.device)
-    grads = torch.autograd.grad(out, tensors, upstream)
-    expected_grads = torch.autograd.grad(expected, tensors, upstream)
-    for index, (grad, expected_grad) in enumerate(zip(grads, expected_grads)):
-        torch.testing.assert_close(grad, expected_grad, **tol, msg=lambda m, i=index: f"grad of argument {i}: {m}")
 
 
 SHAPES = [(1, 3, 5, 7), (4, 2, 3, 3), (40,), (6, 5)]
@@ -201,7 +189,6 @@ def test_bad_arguments_raise_naming_the_argument(fn, kwargs, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_activations_match_torch_on_cuda(dtype):
     x = _input((2, 6, 5, 4), dtype, device="cuda")

@@ -234,7 +234,6 @@ def test_col2im_bad_cols_raise(cols, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_conv2d_backward_matches_autograd_on_cuda(monkeypatch, dtype):
     # cuDNN may use TF32 for float32 (10-bit mantissa): ask for full float32 in the reference too.

@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.layers import functional as CF
+from torch_reference import assert_same_values_and_grads
+
+CONV_TENSORS = ("input", "weight", "bias")  # how a failure names the gradients
 
 # atol, rtol per dtype: float64 leaves room for summation order only; float32 for its 24-bit mantissa
 # over sums of up to a few hundred products.
@@ -90,19 +93,6 @@ def _random_tensors(case: Case, dtype, device="cpu", seed=0) -> list[torch.Tenso
     return [torch.randn(s, generator=generator, dtype=dtype).to(device).requires_grad_() for s in shapes]
 
 
-def assert_same_values_and_grads(ours, reference, tensors, tol) -> None:
-    """``ours(*tensors)`` equals ``reference(*tensors)``, and so do the gradients with respect to each tensor."""
-    out, expected = ours(*tensors), reference(*tensors)
-    assert out.shape == expected.shape
-    torch.testing.assert_close(out, expected, **tol)
-    generator = torch.Generator().manual_seed(1)
-    upstream = torch.randn(expected.shape, generator=generator, dtype=expected.dtype).to(expected.device)
-    grads = torch.autograd.grad(out, tensors, upstream)
-    expected_grads = torch.autograd.grad(expected, tensors, upstream)
-    for name, grad, expected_grad in zip(("input", "weight", "bias"), grads, expected_grads):
-        torch.testing.assert_close(grad, expected_grad, **tol, msg=lambda m, name=name: f"grad of {name}: {m}")
-
-
 def assert_matches_torch(ours, reference, case: Case, dtype=torch.float64, device="cpu") -> None:
     """Run ``case`` through the from-scratch function and PyTorch's and compare them."""
     tensors = _random_tensors(case, dtype, device)
@@ -111,7 +101,7 @@ def assert_matches_torch(ours, reference, case: Case, dtype=torch.float64, devic
         # bias is positional third in both; None when the case has none.
         return lambda x, w, b=None: fn(x, w, b, **case.kwargs)
 
-    assert_same_values_and_grads(call(ours), call(reference), tensors, TOLERANCES[dtype])
+    assert_same_values_and_grads(call(ours), call(reference), tensors, TOLERANCES[dtype], names=CONV_TENSORS)
 
 
 # PyTorch warns that padding='same' with an even kernel and odd dilation copies the input; expected here.
@@ -174,7 +164,8 @@ def test_conv2d_accepts_non_contiguous_input(layout, kernel):
     strided = layout(x.detach()).requires_grad_()
     assert not strided.is_contiguous()
     conv = functools.partial(CF.conv2d, **case.kwargs)
-    assert_same_values_and_grads(conv, functools.partial(F.conv2d, **case.kwargs), [strided, w, b], TOLERANCES[torch.float64])
+    assert_same_values_and_grads(conv, functools.partial(F.conv2d, **case.kwargs), [strided, w, b], TOLERANCES[torch.float64],
+                                 names=CONV_TENSORS)
 
 
 # --- conv2d_naive: Python loops, so small inputs ------------------------------------------------
@@ -358,7 +349,6 @@ CUDA_CASES = [
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize(("ours", "reference", "case"), CUDA_CASES)
 def test_matches_torch_on_cuda(monkeypatch, ours, reference, case, dtype):

@@ -25,6 +25,7 @@ from course_lib.layers.functional.normalization import (
     local_contrast_norm,
     local_response_norm,
 )
+from torch_reference import assert_same_values_and_grads
 
 # float64 leaves room for summation order only; float32 for its 24-bit mantissa divided by small stds.
 TOLERANCES = {torch.float64: {"atol": 1e-10, "rtol": 1e-9}, torch.float32: {"atol": 1e-4, "rtol": 1e-4}}
@@ -44,20 +45,6 @@ def _running_stats(channels, dtype=torch.float64, device="cpu"):
 
 def _id(shape) -> str:
     return "x".join(map(str, shape))
-
-
-def assert_same_values_and_grads(ours, reference, tensors, tol) -> None:
-    """``ours(*tensors)`` equals ``reference(*tensors)``, and so do the gradients for every tensor that needs one."""
-    out, expected = ours(*tensors), reference(*tensors)
-    assert out.shape == expected.shape
-    torch.testing.assert_close(out, expected, **tol)
-    leaves = [t for t in tensors if isinstance(t, torch.Tensor) and t.requires_grad]
-    generator = torch.Generator().manual_seed(1)
-    upstream = torch.randn(expected.shape, generator=generator, dtype=expected.dtype).to(expected.device)
-    grads = torch.autograd.grad(out, leaves, upstream)
-    expected_grads = torch.autograd.grad(expected, leaves, upstream)
-    for i, (grad, expected_grad) in enumerate(zip(grads, expected_grads)):
-        torch.testing.assert_close(grad, expected_grad, **tol, msg=lambda m, i=i: f"grad of tensor {i}: {m}")
 
 
 # --- batch norm ---------------------------------------------------------------------------------
@@ -478,7 +465,6 @@ def test_float32_matches_torch():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_matches_torch_on_cuda(monkeypatch, dtype):
     """The same comparisons with every tensor on the GPU (cuDNN's batch norm as the reference)."""

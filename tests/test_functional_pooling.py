@@ -646,7 +646,6 @@ CUDA_CHECKS = [pytest.param(_cuda_twin(*twin.values), id=twin.id) for twin in TW
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("check", CUDA_CHECKS)
 def test_matches_torch_on_cuda(check, dtype):

@@ -380,7 +380,6 @@ def test_float32():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_on_cuda(monkeypatch, dtype):
     """Masks drawn on the GPU with a CUDA generator; torchvision's ops and F.cross_entropy on the GPU as references."""

@@ -239,7 +239,6 @@ def test_bad_arguments_raise_naming_the_argument(kwargs, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_conv_transpose2d_matches_torch_on_cuda(monkeypatch, dtype):
     # cuDNN may use TF32 for float32 (10-bit mantissa): ask for full float32 in the reference too.

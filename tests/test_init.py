@@ -389,7 +389,6 @@ def test_init_model_bad_arguments():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_cuda_same_values_as_torch(dtype):
     for ours, theirs, kwargs in [

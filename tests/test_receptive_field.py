@@ -264,7 +264,6 @@ def test_bad_arguments(call, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_empirical_receptive_field():
     torch.manual_seed(0)
     model = nn.Sequential(_conv(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2), _conv(2, 2, 3, dilation=2))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim import lr_scheduler
 from torch.utils.data import DataLoader, TensorDataset
@@ -12,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from course_lib.train import Callback, Checkpoint, EarlyStopping, TrainingDiverged, fit
 from course_lib.train import callbacks as callbacks_module
 from course_lib.train import engine
+from train_helpers import NaNAt
 
 
 def tiny_cnn(seed: int = 0, dropout: float = 0.0) -> nn.Module:
@@ -178,18 +178,6 @@ def test_checkpoint_every_n_epochs_and_the_last(tmp_path, monkeypatch):
 
 
 # --- divergence keeps the last good checkpoint -----------------------------------------------------
-
-
-class NaNAt:
-    """Cross-entropy that returns NaN at one call (1-based)."""
-
-    def __init__(self, call: int):
-        self.call, self.calls = call, 0
-
-    def __call__(self, logits, y):
-        self.calls += 1
-        loss = F.cross_entropy(logits, y)
-        return loss * float("nan") if self.calls == self.call else loss
 
 
 @pytest.mark.parametrize("per_step_check", [True, False], ids=["cpu-per-step", "epoch-end"])

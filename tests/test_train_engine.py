@@ -25,6 +25,7 @@ from torch.optim import lr_scheduler  # noqa: E402
 
 from course_lib.train import History, TrainingDiverged, evaluate, fit  # noqa: E402
 from course_lib.train import engine  # noqa: E402
+from train_helpers import NaNAt
 
 
 def tiny_cnn(seed: int = 0) -> nn.Module:
@@ -295,18 +296,6 @@ def test_clip_grad_norm_bounds_the_step(clip):
 # --- divergence ------------------------------------------------------------------------------------
 
 
-class NaNAt:
-    """Cross-entropy that returns NaN at one call (1-based), to make a run diverge at a known step."""
-
-    def __init__(self, call: int):
-        self.call, self.calls = call, 0
-
-    def __call__(self, logits, y):
-        self.calls += 1
-        loss = F.cross_entropy(logits, y)
-        return loss * float("nan") if self.calls == self.call else loss
-
-
 def test_nan_loss_raises_with_epoch_step_and_causes():
     model = tiny_cnn()
     with pytest.raises(TrainingDiverged) as info:
@@ -448,7 +437,6 @@ def test_amp_resolution():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fit_on_cuda_with_amp_and_channels_last():
     model = tiny_cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -292,7 +292,6 @@ def test_shape_errors():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_loader_keeps_everything_on_the_gpu():
     x = torch.randn(100, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.arange(100)
