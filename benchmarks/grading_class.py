@@ -30,19 +30,9 @@ sys.path.insert(0, str(REPO / "tests"))  # the throw-away course the tests grade
 
 import nbgrader_course as course_tools  # noqa: E402
 
-PADDING_LINE = "x = F.pad(x, (padding, padding, padding, padding))"
-PADDING_WRONG = "x = F.pad(x, (padding + 1, padding + 1, padding + 1, padding + 1))"
-
 
 def padding_mistake(release, source):
-    def edit(grade_id, code):
-        return code.replace(PADDING_LINE, PADDING_WRONG)
-
-    return course_tools.solved_copy(release, source, edit)
-
-
-def untouched(release, source):
-    return release
+    return course_tools.solved_copy(release, source, course_tools.pad_off_by_one)
 
 
 def timed(course: Path, *args: str) -> float:
@@ -64,7 +54,7 @@ def main() -> None:
         course_tools.submit(course, course_tools.Submission("alone", lab, course_tools.solved_copy))
         alone = timed(course, "autograde", lab, "--student", "alone", "--jobs", "1")
 
-        makes = {0: padding_mistake, 1: untouched}
+        makes = {0: padding_mistake, 1: course_tools.untouched}
         students = [f"student{i:03d}" for i in range(args.students)]
         for i, student in enumerate(students):
             make = makes.get(i % 10, course_tools.solved_copy)

@@ -75,13 +75,14 @@ def accepts_unbatched(layout: str, batched: tuple[str, ...] = ("input",), result
 
     def decorate(function):
         signature = inspect.signature(function)
+        position = list(signature.parameters).index(batched[0])
 
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            first = bound.arguments.get(batched[0])
+            first = args[position] if position < len(args) else kwargs.get(batched[0])
             if not isinstance(first, torch.Tensor) or first.ndim == rank:
                 return function(*args, **kwargs)  # the function's own checks report a non-tensor
+            bound = signature.bind(*args, **kwargs)  # only now: the batched call stays a plain call
             if first.ndim != rank - 1:
                 raise ValueError(f"{batched[0]} must have shape {layout} or {unbatched}, got shape {tuple(first.shape)}")
             for name in batched:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import nbformat
 
-from nbgrader_course import SOLUTIONS, notebook_path, solved_copy
+from nbgrader_course import PADDING_LINE, PADDING_TOO_WIDE, SOLUTIONS, notebook_path, solved_copy
 
 LAB = "lab01_convolution"
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +53,6 @@ IM2COL = ("test_im2col", "test_im2col_hidden")
 IM2COL_CONV = tuple(t for t in TESTS if t.startswith("test_im2col_conv"))
 assert set(OUTPUT + LOOPS + IM2COL + IM2COL_CONV) == set(TESTS), "lab 1's test cells changed: update hostile_cases.py"
 
-# The instructor's conv2d_loops line the "padding off by one" mistake changes (as in test_nbgrader_roundtrip).
-PADDING_LINE = "x = F.pad(x, (padding, padding, padding, padding))"
 # Strings that must never reach a student's feedback (unless the student wrote them in the submission).
 SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN MARK SCHEME", "BEGIN HIDDEN TESTS", "default_rng",
                   "rng.integers", "course_lib/grading", "_sandbox_worker", "Traceback (most recent call last)")
@@ -184,7 +182,7 @@ def wrap(function: str, body: str) -> Edit:
 # Padding one pixel too wide, everywhere (the output grows too): the judge recognises it and says so.
 PAD_WRONG = sub("    n, c_in, h, w = x.shape", "    padding = padding + 1  # one pixel of margin\n    n, c_in, h, w = x.shape")
 # Padding one pixel too wide in F.pad only, output size right (test_nbgrader_roundtrip's planted mistake).
-PAD_SHIFTED = sub(PADDING_LINE, "x = F.pad(x, (padding + 1, padding + 1, padding + 1, padding + 1))")
+PAD_SHIFTED = sub(PADDING_LINE, PADDING_TOO_WIDE)
 
 
 def answers(**edits: Edit) -> Callable:

@@ -53,6 +53,24 @@ def course_grading(course: Path, *args: str, timeout: float = 900) -> subprocess
     return result
 
 
+# Lab 1's solution pads with this line; the planted mistake pads one pixel too wide (output size still right).
+PADDING_LINE = "x = F.pad(x, (padding, padding, padding, padding))"
+PADDING_TOO_WIDE = "x = F.pad(x, (padding + 1, padding + 1, padding + 1, padding + 1))"
+
+
+def pad_off_by_one(grade_id: str, code: str) -> str:
+    """An edit for :func:`solved_copy`: lab 1's conv2d_loops pads one pixel too wide."""
+    if grade_id != "conv2d_loops":
+        return code
+    assert code.count(PADDING_LINE) == 1, f"lab 1's conv2d_loops solution no longer contains {PADDING_LINE!r}"
+    return code.replace(PADDING_LINE, PADDING_TOO_WIDE)
+
+
+def untouched(release, source):
+    """A make function: the released notebook, handed in as it came."""
+    return release
+
+
 def notebook_path(folder: Path, lab: str) -> Path:
     return folder / lab / f"{lab}.ipynb"
 

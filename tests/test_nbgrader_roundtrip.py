@@ -14,25 +14,13 @@ import os
 import nbformat
 import pytest
 from course_lib.grading.labs import get_spec
-from nbgrader_course import LAB_NAMES, SOLUTIONS, Submission, feedback_html, grade, new_course, notebook_path, solved_copy
+from nbgrader_course import (
+    LAB_NAMES, SOLUTIONS, Submission, feedback_html, grade, new_course, notebook_path, pad_off_by_one, solved_copy, untouched,
+)
 
 pytestmark = pytest.mark.slow
 
 # Lab 1's planted mistake: padding applied with one pixel too many on every side.
-PADDING_LINE = "x = F.pad(x, (padding, padding, padding, padding))"
-
-
-def pad_off_by_one(grade_id: str, code: str) -> str:
-    if grade_id != "conv2d_loops":
-        return code
-    assert code.count(PADDING_LINE) == 1, f"lab 1's conv2d_loops solution no longer contains {PADDING_LINE!r}"
-    return code.replace(PADDING_LINE, "x = F.pad(x, (padding + 1, padding + 1, padding + 1, padding + 1))")
-
-
-def untouched(release, source):
-    return release
-
-
 SCRIPT = '<script>document.title = "pwned"</script>'
 
 

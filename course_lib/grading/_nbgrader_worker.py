@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -36,10 +37,10 @@ def main(argv: list[str]) -> int:
     sys.stdout = sys.stderr
 
     from nbgrader.apps.api import NbGraderAPI
-    from traitlets.config.loader import PyFileConfigLoader
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=os.getcwd()).load_config()
-    api = NbGraderAPI(config=config)
+    from .cli import course_config
+
+    api = NbGraderAPI(config=course_config(Path.cwd()))
     results.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)

@@ -147,9 +147,14 @@ class GradeInSandbox(NbGraderPreprocessor):
         }, indent=1))
 
 
+_GRADED_FLAGS = ("grade", "solution", "locked", "task", "points")  # what decides how nbgrader grades a cell
+
+
 def _loose(value):
     """A metadata value as it compares: absent = False, 1 = 1.0."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else bool(value) if value in (None, False, True) else value
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    return float(value) if isinstance(value, (int, float)) else value
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
@@ -200,20 +205,22 @@ class RestoreCellMetadata(NbGraderPreprocessor):
                 name = meta.get("grade_id") if isinstance(meta, dict) else None
                 if isinstance(name, str) and name in known and name not in seen:
                     seen.add(name)
-                    flags = ("grade", "solution", "locked", "task", "points")
-                    if any(_loose(meta.get(k)) != _loose(metadata(name).get(k)) for k in flags):
+                    restored = metadata(name)
+                    if any(_loose(meta.get(k)) != _loose(restored.get(k)) for k in _GRADED_FLAGS):
                         self.log.warning("cell %s: its nbgrader metadata was changed; restored", name)
-                    cell.metadata["nbgrader"] = metadata(name)
+                    cell.metadata["nbgrader"] = restored
                 else:
                     self.log.warning("a cell with nbgrader metadata the lab does not have (%r): removed", name)
                     del cell.metadata["nbgrader"]
+            # Not OverwriteCells.add_missing_cells: it inserts after the preceding *graded* cell and fails
+            # (KeyError) when the source cell before a test is a locked markdown cell, as in lab 1.
             for name in points:
                 if name in seen:
                     continue
                 self.log.warning("graded cell %s is missing from the submission: put back", name)
                 cell = (nbformat.v4.new_code_cell if known[name].cell_type == "code" else nbformat.v4.new_markdown_cell)(
                     known[name].source, metadata={"nbgrader": metadata(name), "editable": False, "deletable": False})
-                earlier = {n for n in order[:order.index(name)]}
+                earlier = set(order[:order.index(name)])
                 at = max((i + 1 for i, c in enumerate(nb.cells)
                           if c.metadata.get("nbgrader", {}).get("grade_id") in earlier), default=0)
                 nb.cells.insert(at, cell)
