@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+from numbers import Real
 
 import torch
+from torch import nn
 
 Pair = tuple[int, int]
 
@@ -58,6 +61,42 @@ def check_int(name: str, value, least: int) -> None:
     """``value`` is an int (not a bool) of at least ``least``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
         raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+
+
+def check_number(name: str, value, *, positive: bool = False) -> None:
+    """``value`` is a finite real number (not a bool, not a tensor: a fixed hyper-parameter), > 0 if ``positive``."""
+    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}, got {value!r}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """``value`` is one of ``choices``, of the same type (``True`` is not the choice ``1``)."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
+        shown = sorted(choices) if all(isinstance(c, str) for c in choices) else list(choices)
+        raise ValueError(f"{name} must be one of {shown}, got {value!r}")
+
+
+def check_tensor(name: str, value, least_dims: int = 0, layout: str = "") -> None:
+    """``value`` is a torch.Tensor with at least ``least_dims`` dimensions, described by ``layout`` e.g. '(N, C, ...)'."""
+    shape = f" of shape {layout}" if layout else ""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor{shape}, got {type(value).__name__}")
+    if value.ndim < least_dims:
+        raise ValueError(f"{name} must have shape {layout or '...'} (at least {least_dims} dims), "
+                         f"got shape {tuple(value.shape)}")
+
+
+def check_shape(name: str, tensor, shape: tuple, what: str) -> None:
+    """``tensor`` is None or a tensor of exactly ``shape`` (described by ``what``, e.g. '(C,)')."""
+    if tensor is not None and (not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape)):
+        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ValueError(f"{name} must have shape {what} = {tuple(shape)}, got {got}")
+
+
+def check_module(name: str, value) -> None:
+    """``value`` is a torch.nn.Module."""
+    if not isinstance(value, nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
 
 
 def accepts_unbatched(layout: str, batched: tuple[str, ...] = ("input",), results: tuple[int, ...] | None = None):

@@ -1,48 +1,59 @@
-"""The model registry: lookup, validation, and that every registered model is checked somewhere.
+"""The model registry: lookup, validation, and every registered model's recorded facts.
 
-Each family's test file (tests/test_models_*.py) holds a table
-``PUBLISHED = [(name, expected_parameters, source), ...]``; this file makes
-sure every name in ``list_models()`` appears in exactly one of them.
+Each family file registers its builders with their facts (paper, input size,
+published parameter counts); the tests here check every record of
+``list_models()``, so a new model is tested the moment it is registered.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from course_lib.models import create_model, list_models, model_builder, register_model, transfer_state_dict
+from course_lib.models import (
+    create_model,
+    list_models,
+    model_builder,
+    model_record,
+    published,
+    register_model,
+    transfer_state_dict,
+)
+from model_helpers import meta_model, n_params
 
-TESTS = Path(__file__).resolve().parent
-
-
-def published_tables() -> dict[str, list[tuple]]:
-    tables = {}
-    for path in sorted(TESTS.glob("test_models_*.py")):
-        if path.name == Path(__file__).name:
-            continue
-        spec = importlib.util.spec_from_file_location(f"_published_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        tables[path.name] = module.PUBLISHED
-    return tables
+COUNTS = [(name, count) for name in list_models() for count in model_record(name).params]
 
 
-def test_every_registered_model_has_a_published_count():
-    covered: dict[str, list[str]] = {}
-    for file, table in published_tables().items():
-        for name, expected, source in table:
-            assert isinstance(expected, int) and expected > 0 and source, f"{file}: bad row for {name}"
-            covered.setdefault(name, []).append(file)
-    missing = [name for name in list_models() if name not in covered]
-    assert not missing, f"models without a parameter-count test: {missing}"
-    twice = {name: files for name, files in covered.items() if len(files) > 1}
-    assert not twice, f"models counted in several tables: {twice}"
-    unknown = [name for name in covered if name not in list_models()]
-    assert not unknown, f"tables name models that are not registered: {unknown}"
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_records_its_paper_and_default_count(name):
+    record = model_record(name)
+    assert record.paper, f"{name} is registered without the paper it follows"
+    assert record.parameters is not None, f"{name} records no count for 1000 classes, 3 channels, default options"
+
+
+@pytest.mark.parametrize(
+    "name, count", COUNTS, ids=[f"{name}-{dict(count.configuration)}" for name, count in COUNTS]
+)
+def test_recorded_parameter_count(name, count):
+    assert n_params(meta_model(name, **count.configuration)) == count.parameters, count.source
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_at_the_recorded_input_size(name):
+    record = model_record(name)
+    model = meta_model(name, num_classes=7).eval()
+    out = model(torch.zeros(2, 3, record.input_size, record.input_size, device="meta"))
+    assert out.shape[:2] == (2, 7), f"{name} at {record.input_size}x{record.input_size} gave {tuple(out.shape)}"
+
+
+def test_counts_must_be_positive_and_sourced():
+    with pytest.raises(ValueError, match="parameters"):
+        published(0, "somewhere")
+    with pytest.raises(ValueError, match="source"):
+        published(10, "")
+    with pytest.raises(TypeError, match="ParameterCount"):
+        register_model(params=[11_689_512])
 
 
 def test_list_models_filters_by_pattern():
@@ -52,8 +63,8 @@ def test_list_models_filters_by_pattern():
 
 
 def test_unknown_model_is_refused_with_suggestions():
-    with pytest.raises(ValueError, match="name must be a registered model"):
-        create_model("resnet19")
+    with pytest.raises(ValueError, match="name must be a registered model.*did you mean 'resnet18'"):
+        create_model("resnt18")
 
 
 @pytest.mark.parametrize("arg", ["num_classes", "in_channels"])

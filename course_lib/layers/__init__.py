@@ -6,6 +6,7 @@ PyTorch lacks, or one that a chapter builds itself (``Conv2d``).
 """
 
 from . import functional
+from .blocks import ConvNormAct, make_divisible
 from .attention import CBAM, SelfAttention2d, SqueezeExcitation
 from .conv import Conv2d, DepthwiseSeparableConv2d
 from .highway import HighwayLayer
@@ -14,6 +15,7 @@ from .modules import DropBlock2d, DropConnectLinear, DropPath, LocalContrastNorm
 __all__ = [
     "CBAM",
     "Conv2d",
+    "ConvNormAct",
     "DepthwiseSeparableConv2d",
     "DropBlock2d",
     "DropConnectLinear",
@@ -25,4 +27,5 @@ __all__ = [
     "SqueezeExcitation",
     "StochasticPool2d",
     "functional",
+    "make_divisible",
 ]

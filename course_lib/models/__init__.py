@@ -24,20 +24,28 @@ from . import (  # noqa: E402,F401
 )
 from .pretrained import load_torchvision_weights, transfer_state_dict
 from .registry import (
+    ModelRecord,
+    ParameterCount,
     create_model,
     default_input_size,
     list_models,
     model_builder,
+    model_record,
+    published,
     register_model,
 )
 from .zoo import zoo_table  # noqa: E402
 
 __all__ = [
+    "ModelRecord",
+    "ParameterCount",
     "create_model",
     "default_input_size",
     "list_models",
     "load_torchvision_weights",
     "model_builder",
+    "model_record",
+    "published",
     "register_model",
     "transfer_state_dict",
     "zoo_table",
