@@ -3,7 +3,9 @@
     python benchmarks/model_zoo.py [--num-classes 1000] [--pattern "resnet*"]
 
 Counts come from course_lib itself (meta-device models, torch.utils.flop_counter);
-a multiply-add counts as 2 FLOPs, so GMACs = GFLOPs / 2.
+a multiply-add counts as 2 FLOPs, so GMACs = GFLOPs / 2. Next to each computed
+count, ``published`` is the count its registration records for that configuration
+("-" when none is recorded).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def main() -> None:
     parser.add_argument("--pattern", default="*", help="shell pattern of model names")
     args = parser.parse_args()
     table = pd.DataFrame(zoo_table(list_models(args.pattern), num_classes=args.num_classes))
-    table["parameters"] = table["parameters"].map("{:,}".format)
+    for column in ("parameters", "published"):
+        table[column] = table[column].map(lambda count: "-" if pd.isna(count) else f"{int(count):,}")
     table["gflops"] = table["gflops"].map("{:.3f}".format)
     print(table.to_markdown(index=False))
 

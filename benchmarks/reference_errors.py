@@ -3,11 +3,12 @@
     python benchmarks/reference_errors.py [--device cpu|cuda] [--seed 0]
 
 For every public function of ``course_lib.layers.functional`` (and the
-initialisers of ``course_lib.init``) this runs a grid of cases - several
-shapes including batch 1 and non-square ones, strides, paddings including
-``"same"``, dilations, groups, ``ceil_mode`` ... as the unit tests do - through
-the function and through its PyTorch reference on the same float64 tensors,
-and prints a Markdown table of the largest absolute differences:
+initialisers of ``course_lib.init``) this runs the grid of cases of its unit
+tests, imported from ``tests/test_functional_*.py`` and ``tests/test_init.py``
+- shapes including batch 1 and non-square ones, strides, paddings including
+``"same"``, dilations, groups, ``ceil_mode`` ... - through the function and
+through its PyTorch reference on the same float64 tensors, and prints a
+Markdown table of the largest absolute differences:
 
 * **values**: every output, over every case. Where both return indices
   (``max_pool2d(..., return_indices=True)``, ``adaptive_max_pool2d``) or
@@ -24,7 +25,7 @@ and prints a Markdown table of the largest absolute differences:
   PyTorch's double backward (``create_graph=True``).
 
 Functions without a PyTorch twin are compared with the references their unit
-tests use (``tests/test_functional_*.py``): ``global_avg_pool2d`` with
+tests use: ``global_avg_pool2d`` with
 ``F.adaptive_avg_pool2d(x, 1)``, ``stochastic_pool2d`` in eval mode with an
 ``F.unfold`` formula, ``maxout`` with a strided-selection maximum,
 ``local_contrast_norm`` with a shift-and-add transcription of its formula,
@@ -54,6 +55,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,17 @@ from tqdm import tqdm
 
 from course_lib import init as CI
 from course_lib.layers import functional as CF
+
+# The grids are the unit tests' own: a case added to a test is measured here too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import test_functional_activations as activation_tests  # noqa: E402
+import test_functional_backward as backward_tests  # noqa: E402
+import test_functional_conv as conv_tests  # noqa: E402
+import test_functional_normalization as normalization_tests  # noqa: E402
+import test_functional_pooling as pooling_tests  # noqa: E402
+import test_functional_regularization as regularization_tests  # noqa: E402
+import test_functional_transposed as transposed_tests  # noqa: E402
+import test_init as init_tests  # noqa: E402
 
 DTYPE = torch.float64
 
@@ -202,84 +215,37 @@ def measure(case: Case, device: torch.device, seed: int) -> tuple[float, float |
     return values, max(max_abs_error(g, e) for g, e in grads)
 
 
-# --- grids ------------------------------------------------------------------------------------------
-
-
-def grid(**axes) -> Iterator[dict]:
-    """Every combination of the keyword axes, as dicts."""
-    for values in itertools.product(*axes.values()):
-        yield dict(zip(axes, values))
-
-
-def accepts(fn: Callable, *args, **kwargs) -> bool:
-    """Whether the PyTorch function takes these arguments (tried on detached copies): grids keep only those."""
-    try:
-        fn(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args), **kwargs)
-        return True
-    except (RuntimeError, ValueError):
-        return False
-
-
 # --- convolution ------------------------------------------------------------------------------------
 
-# (input shape, kernel, C_out, bias): square and batch 1; non-square with even kernel sides; tall kernel, 1 channel.
-CONV_SHAPES = [((1, 3, 8, 8), (3, 3), 4, True), ((2, 2, 7, 10), (2, 4), 3, True), ((3, 1, 11, 6), (5, 1), 2, False)]
-CONV_HYPER = dict(stride=[1, 2, (1, 2), (3, 1)], padding=[0, 1, (2, 0), "same", "valid"], dilation=[1, 2, (2, 1)])
-# groups 1, 2, 4, depthwise (C_out = C_in) and depthwise with two outputs per channel, on 4 and 8 channels.
-GROUP_SHAPES = [((2, 4, 7, 6), (3, 2)), ((1, 8, 5, 9), (1, 3))]
-GROUP_HYPER = [(1, 0, 1), (2, 1, 1), (1, "same", 2), ((2, 1), (1, 2), (1, 2))]  # stride, padding, dilation
 
-
-def _conv_tensors(draw: Draw, x_shape, kernel, c_out, groups, bias=True):
-    shapes = [x_shape, (c_out, x_shape[1] // groups, *kernel)]
-    return [draw.randn(*s) for s in shapes] + [draw.randn(c_out) if bias else None]
-
-
-def conv2d_settings(draw: Draw, *, small=False) -> Iterator[tuple[list, dict]]:
-    """(x, w, b) and conv2d's keyword arguments over the grid that F.conv2d accepts; ``small`` for the loops."""
-    if small:
-        shapes = [((1, 2, 5, 6), (3, 2), 2, True), ((2, 4, 6, 5), (2, 3), 4, False)]
-        hyper = grid(stride=[1, 2], padding=[0, 1, "same"], dilation=[1, (1, 2)], groups=[1, 2])
-        settings = [(shape, kw) for shape, kw in itertools.product(shapes, hyper)]
-    else:
-        settings = [(shape, {**kw, "groups": 1}) for shape, kw in itertools.product(CONV_SHAPES, grid(**CONV_HYPER))]
-        for (x_shape, kernel), (s, p, d) in itertools.product(GROUP_SHAPES, GROUP_HYPER):
-            c_in = x_shape[1]
-            for groups, c_out in [(1, 8), (2, 8), (4, 8), (c_in, c_in), (c_in, 2 * c_in)]:
-                settings.append(((x_shape, kernel, c_out, True), dict(stride=s, padding=p, dilation=d, groups=groups)))
-    for (x_shape, kernel, c_out, bias), kwargs in settings:
-        tensors = _conv_tensors(draw, x_shape, kernel, c_out, kwargs["groups"], bias)
-        if accepts(F.conv2d, *tensors, **kwargs):
-            yield tensors, kwargs
+def conv_case(draw: Draw, ours: Callable, reference: Callable, case) -> Case:
+    """A ``Case`` of the convolution tests (input shape ``x``, weight shape ``w``, ``c_out``, ``bias``,
+    ``kwargs``), its tensors drawn."""
+    tensors = [draw.randn(*case.x), draw.randn(*case.w), draw.randn(case.c_out) if case.bias else None]
+    return twin(ours, reference, tensors, **case.kwargs)
 
 
 @register("conv2d", "`F.conv2d`")
 def conv2d_cases(draw):
-    for tensors, kwargs in conv2d_settings(draw):
-        yield twin(CF.conv2d, F.conv2d, tensors, **kwargs)
+    for case in conv_tests.CONV2D_CASES + conv_tests.GROUP_CASES:
+        yield conv_case(draw, CF.conv2d, F.conv2d, case)
 
 
 @register("conv2d_naive", "`F.conv2d`")
 def conv2d_naive_cases(draw):
-    for tensors, kwargs in conv2d_settings(draw, small=True):
-        yield twin(CF.conv2d_naive, F.conv2d, tensors, **kwargs)
+    for case in conv_tests.NAIVE_CASES:
+        yield conv_case(draw, CF.conv2d_naive, F.conv2d, case)
 
 
 @register("conv1d", "`F.conv1d`")
 def conv1d_cases(draw):
-    shapes = [((1, 2, 9), 3, 4, True), ((3, 4, 14), 4, 2, False)]
-    hyper = grid(stride=[1, 2, 3], padding=[0, 1, 2, "same", "valid"], dilation=[1, 2, 3], groups=[1, 2])
-    for (x_shape, k, c_out, bias), kwargs in itertools.product(shapes, hyper):
-        tensors = _conv_tensors(draw, x_shape, (k,), c_out, kwargs["groups"], bias)
-        if accepts(F.conv1d, *tensors, **kwargs):
-            yield twin(CF.conv1d, F.conv1d, tensors, **kwargs)
+    for case in conv_tests.CONV1D_CASES:
+        yield conv_case(draw, CF.conv1d, F.conv1d, case)
 
 
 @register("im2col", "`F.unfold`")
 def im2col_cases(draw):
-    for (shape, kernel), stride, dilation in itertools.product(
-        [((1, 1, 7, 7), (3, 3)), ((2, 3, 9, 8), (2, 3))], [(1, 1), (2, 2), (1, 3)], [(1, 1), (2, 2), (3, 1)]
-    ):
+    for shape, kernel, stride, dilation in conv_tests.IM2COL_CASES:
         yield Case(
             functools.partial(CF.im2col, kernel_size=kernel, stride=stride, dilation=dilation),
             functools.partial(F.unfold, kernel_size=kernel, stride=stride, dilation=dilation),
@@ -294,33 +260,15 @@ def _conv_after_resolved_padding(x, w, *, padding, dilation):
 
 @register("resolve_padding", "`F.conv2d(x, w, padding=…)` vs `F.conv2d(F.pad(x, resolve_padding(…)), w)`")
 def resolve_padding_cases(draw):
-    for kernel, dilation, padding in itertools.product(
-        [(4, 3), (2, 5), (3, 3), (1, 1)], [(1, 1), (3, 2), (2, 1)], ["same", "valid", 2, (1, 3)]
-    ):
+    for kernel, dilation, padding in conv_tests.RESOLVE_PADDING_CASES:
         tensors = [draw.randn(1, 2, 7, 8), draw.randn(3, 2, *kernel)]
-        if accepts(F.conv2d, *tensors, padding=padding, dilation=dilation):
-            yield twin(_conv_after_resolved_padding, F.conv2d, tensors, padding=padding, dilation=dilation)
+        yield twin(_conv_after_resolved_padding, F.conv2d, tensors, padding=padding, dilation=dilation)
 
 
 @register("conv_transpose2d", "`F.conv_transpose2d`")
 def conv_transpose2d_cases(draw):
-    shapes = [((1, 3, 4, 4), (3, 3), 2, True), ((2, 2, 3, 5), (2, 4), 3, True), ((3, 1, 5, 2), (1, 3), 2, False)]
-    hyper = grid(stride=[1, 2, (3, 2)], padding=[0, 1, (2, 0)], output_padding=[0, (1, 0)], dilation=[1, (2, 1)])
-    settings = [(shape, {**kw, "groups": 1}) for shape, kw in itertools.product(shapes, hyper)]
-    group_hyper = [(1, 0, 0, 1), (2, 1, 1, 1), (2, 0, (1, 0), (1, 2)), (1, 2, 1, 2)]
-    for (x_shape, kernel, c_out), (s, p, op, d) in itertools.product(
-        [((2, 4, 5, 4), (3, 2), 6), ((1, 4, 3, 3), (2, 3), 8)], group_hyper
-    ):
-        for groups, c in [(1, c_out), (2, c_out), (4, c_out), (4, 4)]:
-            kw = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=groups)
-            settings.append(((x_shape, kernel, c, True), kw))
-    for (x_shape, kernel, c_out, bias), kwargs in settings:
-        if c_out % kwargs["groups"]:
-            continue
-        w_shape = (x_shape[1], c_out // kwargs["groups"], *kernel)
-        tensors = [draw.randn(*x_shape), draw.randn(*w_shape), draw.randn(c_out) if bias else None]
-        if accepts(F.conv_transpose2d, *tensors, **kwargs):
-            yield twin(CF.conv_transpose2d, F.conv_transpose2d, tensors, **kwargs)
+    for case in transposed_tests.TRANSPOSED_CASES + transposed_tests.GROUP_CASES:
+        yield conv_case(draw, CF.conv_transpose2d, F.conv_transpose2d, case)
 
 
 # --- explicit backward passes of the convolution ------------------------------------------------------
@@ -335,21 +283,18 @@ def _autograd_conv2d(grad_output, input, weight, **kwargs):
 
 @register("conv2d_backward", "autograd through `F.conv2d`")
 def conv2d_backward_cases(draw):
-    for (x, w, b), kwargs in conv2d_settings(draw):
+    for shape, kernel, c_out, groups, stride, padding, dilation in (
+        backward_tests.BACKWARD_CASES + backward_tests.GROUP_BACKWARD_CASES
+    ):
+        x, w = draw.randn(*shape), draw.randn(c_out, shape[1] // groups, *kernel)
+        kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         dy = draw.randn(*F.conv2d(x.detach(), w.detach(), **kwargs).shape)
         yield twin(CF.conv2d_backward, _autograd_conv2d, [dy, x, w], **kwargs)
 
 
 @register("col2im", "`F.fold`")
 def col2im_cases(draw):
-    cases = [
-        ((1, 1, 7, 7), (3, 3), (1, 1), (1, 1)),
-        ((2, 3, 9, 8), (2, 3), (2, 2), (1, 1)),
-        ((2, 2, 10, 9), (3, 2), (1, 3), (2, 1)),
-        ((1, 2, 8, 8), (3, 3), (3, 3), (1, 1)),  # the stride leaves the last two rows and columns unread
-        ((1, 3, 6, 11), (1, 4), (2, 1), (1, 2)),
-    ]
-    for (n, c, h, w), kernel, stride, dilation in cases:
+    for (n, c, h, w), kernel, stride, dilation in backward_tests.COL2IM_CASES:
         length = CF.im2col(torch.zeros(n, c, h, w), kernel, stride, dilation).shape[2]
         cols = draw.randn(n, c * kernel[0] * kernel[1], length)
         yield Case(
@@ -361,83 +306,49 @@ def col2im_cases(draw):
 
 # --- pooling --------------------------------------------------------------------------------------
 
-# Batch 1 and non-square; many ties; one image without a batch axis.
-POOL_SHAPES = [((1, 2, 9, 5), "randn"), ((2, 3, 8, 11), "ties"), ((3, 7, 9), "randn")]
-BACKWARD_SHAPES = [((2, 3, 8, 9), "ties"), ((1, 2, 7, 6), "randn")]
 
-
-def pool_inputs(draw, shapes, torch_fn, **axes) -> Iterator[tuple[torch.Tensor, dict]]:
-    """(input, kwargs) for every shape and combination of ``axes`` that ``torch_fn`` accepts."""
-    for (shape, kind), kwargs in itertools.product(shapes, grid(**axes)):
-        x = draw.kind(kind, *shape)
-        if accepts(torch_fn, x, **kwargs):
-            yield x, kwargs
-
-
-MAX_AXES = dict(kernel_size=[3, (2, 3)], stride=[None, 1, (2, 3)], padding=[0, 1, (1, 0)], dilation=[1, (2, 1)])
-AVG_AXES = dict(kernel_size=[3, (2, 3)], stride=[None, 1, (2, 3)], padding=[0, 1, (1, 0)])
+def pool_cases(draw: Draw, ours: Callable, reference: Callable, cases, **extra) -> Iterator[Case]:
+    """The pooling tests' (shape, kind, kwargs) cases, an input of that kind drawn for each."""
+    for shape, kind, kwargs in cases:
+        yield twin(ours, reference, [draw.kind(kind, *shape)], **kwargs, **extra)
 
 
 @register("max_pool2d", "`F.max_pool2d` (values and indices)")
 def max_pool2d_cases(draw):
-    for x, kwargs in pool_inputs(draw, POOL_SHAPES, F.max_pool2d, **MAX_AXES, ceil_mode=[False, True]):
-        yield twin(CF.max_pool2d, F.max_pool2d, [x], **kwargs, return_indices=True)
+    cases = pooling_tests.MAX_CASES + pooling_tests.MAX_EDGE_CASES
+    return pool_cases(draw, CF.max_pool2d, F.max_pool2d, cases, return_indices=True)
 
 
 @register("avg_pool2d", "`F.avg_pool2d`")
 def avg_pool2d_cases(draw):
-    axes = dict(AVG_AXES, ceil_mode=[False, True], count_include_pad=[True, False], divisor_override=[None, 3])
-    for x, kwargs in pool_inputs(draw, POOL_SHAPES, F.avg_pool2d, **axes):
-        yield twin(CF.avg_pool2d, F.avg_pool2d, [x], **kwargs)
+    return pool_cases(draw, CF.avg_pool2d, F.avg_pool2d, pooling_tests.AVG_CASES + pooling_tests.AVG_EDGE_CASES)
 
 
 @register("lp_pool2d", "`F.lp_pool2d`")
 def lp_pool2d_cases(draw):
-    positive = pool_inputs(
-        draw,
-        [((2, 3, 8, 11), "positive"), ((1, 2, 7, 6), "positive")],
-        F.lp_pool2d,
-        norm_type=[1, 2, 3, 1.5, -1, math.inf, -math.inf],
-        kernel_size=[2, (3, 2)],
-        stride=[None, (2, 1)],
-        ceil_mode=[False, True],
-    )
-    # Signed input: x^p keeps its sign, so sums (and NaN roots) can be negative, as in PyTorch.
-    signed = pool_inputs(
-        draw, [((2, 2, 6, 7), "randn")], F.lp_pool2d, norm_type=[1, 2, math.inf, -math.inf], kernel_size=[2], stride=[1]
-    )
-    for x, kwargs in itertools.chain(positive, signed):
-        yield twin(CF.lp_pool2d, F.lp_pool2d, [x], **kwargs)
-
-
-ADAPTIVE_SHAPES = [((1, 1, 7, 7), "randn"), ((2, 3, 10, 6), "ties"), ((1, 2, 5, 9), "randn"), ((3, 7, 9), "randn")]
-ADAPTIVE_SIZES = [1, 3, (2, 4), (None, 3), (4, None), (7, 7), (12, 13)]
+    return pool_cases(draw, CF.lp_pool2d, F.lp_pool2d, pooling_tests.LP_CASES + pooling_tests.LP_SIGNED_CASES)
 
 
 @register("adaptive_avg_pool2d", "`F.adaptive_avg_pool2d`")
 def adaptive_avg_pool2d_cases(draw):
-    for x, kwargs in pool_inputs(draw, ADAPTIVE_SHAPES, F.adaptive_avg_pool2d, output_size=ADAPTIVE_SIZES):
-        yield twin(CF.adaptive_avg_pool2d, F.adaptive_avg_pool2d, [x], **kwargs)
+    return pool_cases(draw, CF.adaptive_avg_pool2d, F.adaptive_avg_pool2d, pooling_tests.ADAPTIVE_CASES)
 
 
 @register("adaptive_max_pool2d", "`F.adaptive_max_pool2d` (values and indices)")
 def adaptive_max_pool2d_cases(draw):
-    for x, kwargs in pool_inputs(draw, ADAPTIVE_SHAPES, F.adaptive_max_pool2d, output_size=ADAPTIVE_SIZES):
-        yield twin(CF.adaptive_max_pool2d, F.adaptive_max_pool2d, [x], **kwargs, return_indices=True)
+    cases = pooling_tests.ADAPTIVE_CASES
+    return pool_cases(draw, CF.adaptive_max_pool2d, F.adaptive_max_pool2d, cases, return_indices=True)
 
 
 @register("max_unpool2d", "`F.max_unpool2d`")
 def max_unpool2d_cases(draw):
-    """Pooled values and indices from F.max_pool2d of an input of the default size or (``larger``) the
-    largest size that pools to the same size, passed as output_size."""
-    settings = [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 2), (1, 0)), ((3, 3), (1, 1), (1, 1))]
-    for batch, (kernel, stride, padding), larger in itertools.product([(1, 1), (2, 3), (3,)], settings, [False, True]):
-        extra = [s - 1 if larger else 0 for s in stride]
-        size = [(n - 1) * s - 2 * p + k + e for n, k, s, p, e in zip((3, 4), kernel, stride, padding, extra)]
-        shape = (*batch, *size)
-        values, indices = F.max_pool2d(draw.randn(*shape, grad=False), kernel, stride, padding, return_indices=True)
-        kwargs = dict(kernel_size=kernel, stride=stride, padding=padding, output_size=shape[-2:] if larger else None)
-        yield twin(CF.max_unpool2d, F.max_unpool2d, [values.requires_grad_(), indices], **kwargs)
+    """F.max_pool2d's values and indices of an input of the default size or (``larger``) the largest size that
+    pools to the same size, passed as output_size: the tests' pairs (drawn by the tests' seeded inputs)."""
+    settings = itertools.product(pooling_tests.UNPOOL_BATCHES, pooling_tests.UNPOOL_SETTINGS, [False, True])
+    for batch, (kernel, stride, padding), larger in settings:
+        values, indices, shape = pooling_tests.unpool_pair(batch, kernel, stride, padding, larger=larger)
+        kwargs = dict(kernel_size=kernel, stride=stride, padding=padding, output_size=shape if larger else None)
+        yield twin(CF.max_unpool2d, F.max_unpool2d, [values, indices], **kwargs)
 
 
 def _global_avg_by_adaptive(x, keepdim=False):
@@ -447,18 +358,12 @@ def _global_avg_by_adaptive(x, keepdim=False):
 
 @register("global_avg_pool2d", "`F.adaptive_avg_pool2d(x, 1)`")
 def global_avg_pool2d_cases(draw):
-    for shape, keepdim in itertools.product([(1, 1, 7, 7), (2, 3, 8, 11), (4, 5, 1, 3)], [False, True]):
+    for shape, keepdim in itertools.product(pooling_tests.GLOBAL_SHAPES, [False, True]):
         yield twin(CF.global_avg_pool2d, _global_avg_by_adaptive, [draw.randn(*shape)], keepdim=keepdim)
 
 
-def _stochastic_expectation(x, kernel_size, stride=None, training=False):
-    """sum_i p_i a_i with p_i = a_i / sum_j a_j over every window, by F.unfold (0 for an all-zero window)."""
-    stride = stride or kernel_size
-    n, c = x.shape[:2]
-    h_out = (x.shape[2] - kernel_size[0]) // stride[0] + 1
-    cols = F.unfold(x, kernel_size, stride=stride).view(n, c, kernel_size[0] * kernel_size[1], h_out, -1)
-    total = cols.sum(2)
-    return (cols / torch.where(total > 0, total, 1.0).unsqueeze(2) * cols).sum(2)
+def _stochastic_expectation(x, kernel_size, stride, training):
+    return pooling_tests.stochastic_expectation(x, kernel_size, stride or kernel_size)
 
 
 @register("stochastic_pool2d", "eval mode: Σa²/Σa per window by `F.unfold`")
@@ -469,7 +374,7 @@ def stochastic_pool2d_cases(draw):
         return x.requires_grad_()
 
     inputs = [lambda: draw.positive(2, 3, 9, 8), relu_with_zero_windows]
-    for make, (kernel, stride) in itertools.product(inputs, [((2, 2), None), ((3, 3), (2, 2)), ((2, 3), (1, 2))]):
+    for make, (kernel, stride) in itertools.product(inputs, pooling_tests.STOCHASTIC_SETTINGS):
         kwargs = dict(kernel_size=kernel, stride=stride, training=False)
         yield twin(CF.stochastic_pool2d, _stochastic_expectation, [make()], **kwargs)
 
@@ -479,36 +384,24 @@ def _autograd_pool(pool, grad_output, input, **kwargs):
     return torch.autograd.grad(pool(input, **kwargs), input, grad_output, create_graph=True)[0]
 
 
-def pool_backward_cases(draw, ours, pool, **axes):
-    for x, kwargs in pool_inputs(draw, BACKWARD_SHAPES, pool, **axes):
+def pool_backward_cases(draw, ours, pool, cases):
+    for shape, kind, kwargs in cases:
+        x = draw.kind(kind, *shape)
         dy = draw.randn(*pool(x.detach(), **kwargs).shape)
         yield twin(ours, functools.partial(_autograd_pool, pool), [dy, x], **kwargs)
 
 
 @register("max_pool2d_backward", "autograd through `F.max_pool2d`")
 def max_pool2d_backward_cases(draw):
-    axes = dict(
-        kernel_size=[3, (3, 2)], stride=[1, 2, (1, 2)], padding=[0, 1], dilation=[1, 2], ceil_mode=[False, True]
-    )
-    return pool_backward_cases(draw, CF.max_pool2d_backward, F.max_pool2d, **axes)
+    return pool_backward_cases(draw, CF.max_pool2d_backward, F.max_pool2d, pooling_tests.MAX_BACKWARD_CASES)
 
 
 @register("avg_pool2d_backward", "autograd through `F.avg_pool2d`")
 def avg_pool2d_backward_cases(draw):
-    axes = dict(
-        kernel_size=[3, (3, 2)],
-        stride=[1, 2, (1, 2)],
-        padding=[0, 1],
-        ceil_mode=[False, True],
-        count_include_pad=[True, False],
-        divisor_override=[None, 5],
-    )
-    return pool_backward_cases(draw, CF.avg_pool2d_backward, F.avg_pool2d, **axes)
+    return pool_backward_cases(draw, CF.avg_pool2d_backward, F.avg_pool2d, pooling_tests.AVG_BACKWARD_CASES)
 
 
 # --- normalization --------------------------------------------------------------------------------
-
-NORM_SHAPES = [(5, 3), (1, 4, 7), (3, 2, 6), (2, 3, 6, 5), (1, 2, 3, 4), (2, 2, 3, 4, 2)]
 
 
 def _affine(draw, channels, affine=True):
@@ -528,29 +421,26 @@ def _with_running_stats(norm, x, w, b, running_mean, running_var, **kwargs):
 
 @register("batch_norm", "`F.batch_norm` (output and running statistics)")
 def batch_norm_cases(draw):
-    modes = [
-        dict(training=True, momentum=0.1, eps=1e-5),
-        dict(training=True, momentum=0.7, eps=0.1),
-        dict(training=False, eps=1e-3),
-    ]
-    for shape, affine, kwargs in itertools.product(NORM_SHAPES, [True, False], modes):
+    modes = [dict(training=True, momentum=m, eps=eps) for m, eps in normalization_tests.BN_TRAINING]
+    modes.append(dict(training=False, eps=normalization_tests.BN_EVAL_EPS))
+    for shape, affine, kwargs in itertools.product(normalization_tests.BN_SHAPES, [True, False], modes):
         tensors = [draw.randn(*shape), *_affine(draw, shape[1], affine), *_running_stats(draw, shape[1])]
         yield Case(
             functools.partial(_with_running_stats, CF.batch_norm, **kwargs),
             functools.partial(_with_running_stats, F.batch_norm, **kwargs),
             tensors,
         )
-    for shape in NORM_SHAPES:  # training without running statistics
+    for shape in normalization_tests.BN_SHAPES:  # training without running statistics
         tensors = [draw.randn(*shape), None, None, *_affine(draw, shape[1])]
         yield twin(CF.batch_norm, F.batch_norm, tensors, training=True)
 
 
 @register("instance_norm", "`F.instance_norm` (output and running statistics)")
 def instance_norm_cases(draw):
-    shapes = [(1, 3, 7), (3, 2, 6), (2, 3, 6, 5), (1, 2, 3, 4), (2, 2, 3, 4, 2)]
+    shapes = normalization_tests.IN_SHAPES
     for shape, affine, use_input_stats in itertools.product(shapes, [True, False], [True, False]):
         tensors = [draw.randn(*shape), *_affine(draw, shape[1], affine), *_running_stats(draw, shape[1])]
-        kwargs = dict(use_input_stats=use_input_stats, momentum=0.3, eps=1e-4)
+        kwargs = dict(use_input_stats=use_input_stats, **normalization_tests.IN_OPTIONS)
         yield Case(
             functools.partial(_with_running_stats, CF.instance_norm, **kwargs),
             functools.partial(_with_running_stats, F.instance_norm, **kwargs),
@@ -568,9 +458,9 @@ def _second_argument(fn, argument, **kwargs):
 
 @register("layer_norm", "`F.layer_norm`")
 def layer_norm_cases(draw):
-    cases = [((4, 10), 10), ((1, 3, 5, 6), (3, 5, 6)), ((2, 3, 5, 6), (5, 6)), ((2, 3, 5, 6), 6), ((3, 7, 4), (7, 4))]
-    for (shape, normalized), affine, eps in itertools.product(cases, [True, False], [1e-5, 0.1]):
-        norm = (normalized,) if isinstance(normalized, int) else normalized  # F.layer_norm takes no bare int
+    settings = itertools.product(normalization_tests.LN_CASES, [True, False], normalization_tests.LN_EPS)
+    for (shape, normalized), affine, eps in settings:
+        norm = (normalized,) if isinstance(normalized, int) else tuple(normalized)  # F.layer_norm takes no bare int
         tensors = [draw.randn(*shape), *([draw.randn(*norm), draw.randn(*norm)] if affine else [None, None])]
         ours = _second_argument(CF.layer_norm, normalized, eps=eps)
         yield Case(ours, _second_argument(F.layer_norm, norm, eps=eps), tensors)
@@ -578,18 +468,19 @@ def layer_norm_cases(draw):
 
 @register("group_norm", "`F.group_norm`")
 def group_norm_cases(draw):
-    cases = [((3, 4), 2), ((2, 6, 7), 3), ((1, 6, 4, 5), 1), ((2, 6, 4, 5), 2), ((2, 6, 3, 5), 6), ((2, 4, 3, 2, 2), 4)]
-    for (shape, groups), affine in itertools.product(cases, [True, False]):
+    for (shape, groups), affine in itertools.product(normalization_tests.GN_CASES, [True, False]):
         tensors = [draw.randn(*shape), *_affine(draw, shape[1], affine)]
-        ours, reference = (_second_argument(fn, groups, eps=1e-3) for fn in (CF.group_norm, F.group_norm))
+        eps = normalization_tests.GN_EPS
+        ours, reference = (_second_argument(fn, groups, eps=eps) for fn in (CF.group_norm, F.group_norm))
         yield Case(ours, reference, tensors)
 
 
 @register("local_response_norm", "`F.local_response_norm`")
 def local_response_norm_cases(draw):
-    for shape, size, (alpha, beta, k) in itertools.product(
-        [(2, 6, 7), (1, 7, 4, 5), (2, 5, 3, 4, 2)], [1, 2, 3, 5, 9], [(1e-4, 0.75, 1.0), (2.0, 1.5, 0.5)]
-    ):
+    settings = itertools.product(
+        normalization_tests.LRN_SHAPES, normalization_tests.LRN_SIZES, normalization_tests.LRN_PARAMS
+    )
+    for shape, size, (alpha, beta, k) in settings:
         kwargs = dict(size=size, alpha=alpha, beta=beta, k=k)
         yield twin(CF.local_response_norm, F.local_response_norm, [draw.randn(*shape)], **kwargs)
 
@@ -597,7 +488,8 @@ def local_response_norm_cases(draw):
 def _lcn_direct(x, kernel_size=9, sigma=None, eps=1e-4):
     """Jarrett et al.'s formula written out: weighted sums over the window by shifting the zero-padded
     channel sum one offset at a time (no convolution); sigma = sqrt(local weighted sum of v^2);
-    y = v / max(sigma, mean of sigma over the image, eps)."""
+    y = v / max(sigma, mean of sigma over the image, eps). (The tests' loop-by-loop transcription is
+    too slow for second derivatives.)"""
     sigma = kernel_size / 4.5 if sigma is None else sigma
     n, c, h, w = x.shape
     r = kernel_size // 2
@@ -617,15 +509,7 @@ def _lcn_direct(x, kernel_size=9, sigma=None, eps=1e-4):
 
 @register("local_contrast_norm", "the formula by shifted sums (no convolution)")
 def local_contrast_norm_cases(draw):
-    # (shape, kernel_size, sigma): default sigma; a window wider than the image; k = 1 (the channel mean alone).
-    cases = [
-        ((1, 1, 6, 5), 3, 1.0),
-        ((2, 3, 7, 6), 5, None),
-        ((1, 2, 4, 9), 9, 2.0),
-        ((1, 3, 4, 5), 1, None),
-        ((2, 2, 12, 10), 9, None),
-    ]
-    for shape, kernel_size, sigma in cases:
+    for shape, kernel_size, sigma in normalization_tests.LCN_CASES:
         x = draw.randn(*shape, scale=2.0, shift=1.0)
         yield twin(CF.local_contrast_norm, _lcn_direct, [x], kernel_size=kernel_size, sigma=sigma)
 
@@ -641,24 +525,24 @@ def _autograd_batch_norm(grad_output, input, weight, eps):
 
 @register("batch_norm_backward", "autograd through `F.batch_norm(training=True)`")
 def batch_norm_backward_cases(draw):
-    shapes = [(6, 4), (1, 3, 5), (3, 2, 5, 4), (2, 3, 1, 7)]
-    for shape, with_weight, eps in itertools.product(shapes, [True, False], [1e-5, 0.5]):
+    settings = itertools.product(
+        normalization_tests.BN_BACKWARD_SHAPES, [True, False], normalization_tests.BN_BACKWARD_EPS
+    )
+    for shape, with_weight, eps in settings:
         grad_output, x, weight = draw.randn(*shape), draw.randn(*shape), draw.randn(shape[1]) if with_weight else None
         yield twin(CF.batch_norm_backward, _autograd_batch_norm, [grad_output, x, weight], eps=eps)
 
 
 # --- regularization -------------------------------------------------------------------------------
 
-DROP_SHAPES = [(7,), (1, 5), (4, 3, 5, 6), (2, 3, 7)]
-
 
 @register("dropout", "`F.dropout`, same seed (training: CPU only)")
 def dropout_cases(draw):
-    for shape, p in itertools.product(DROP_SHAPES, [0.0, 0.1, 0.5, 0.9]):
+    for shape, p in itertools.product(regularization_tests.SHAPES, regularization_tests.DROPOUT_PS):
         case = twin(CF.dropout, F.dropout, [draw.randn(*shape)], p=p)
         case.seed, case.cpu_only = draw.seed + 100, p > 0
         yield case
-    for shape in DROP_SHAPES:
+    for shape in regularization_tests.SHAPES:
         yield twin(CF.dropout, F.dropout, [draw.randn(*shape)], p=0.5, training=False)
 
 
@@ -669,7 +553,8 @@ def _classic_by_inverted(x, p, training):
 
 @register("dropout_classic", "eval: `x·(1−p)`; training: `F.dropout(x, p)·(1−p)`, same seed (CPU only)")
 def dropout_classic_cases(draw):
-    for shape, p, training in itertools.product(DROP_SHAPES, [0.2, 0.5, 0.7], [False, True]):
+    settings = itertools.product(regularization_tests.SHAPES, regularization_tests.DROPOUT_PS, [False, True])
+    for shape, p, training in settings:
         case = twin(CF.dropout_classic, _classic_by_inverted, [draw.randn(*shape)], p=p, training=training)
         case.seed, case.cpu_only = draw.seed + 100, training
         yield case
@@ -681,9 +566,8 @@ def _linear(x, w, b, **_):
 
 @register("drop_connect", "`F.linear` (eval, and p = 0)")
 def drop_connect_cases(draw):
-    for (x_shape, out_features), bias, (p, training) in itertools.product(
-        [((5, 4), 3), ((1, 6), 2), ((2, 3, 4), 5), ((4,), 3)], [True, False], [(0.5, False), (0.0, True)]
-    ):
+    settings = itertools.product(regularization_tests.LINEAR_CASES, [True, False], [(0.5, False), (0.0, True)])
+    for (x_shape, out_features), bias, (p, training) in settings:
         weight = draw.randn(out_features, x_shape[-1])
         tensors = [draw.randn(*x_shape), weight, draw.randn(out_features) if bias else None]
         yield twin(CF.drop_connect, _linear, tensors, p=p, training=training)
@@ -695,8 +579,8 @@ def _torchvision_drop_block(x, p, block_size):
 
 @register("drop_block2d", '`torchvision.ops.drop_block2d(eps=0)`, same seed')
 def drop_block2d_cases(draw):
-    cases = [((2, 3, 13, 17), 1), ((2, 3, 13, 17), 3), ((1, 2, 9, 8), 5), ((2, 2, 16, 16), 7), ((1, 3, 5, 7), 9)]
-    for (shape, block_size), p in itertools.product(cases, [0.1, 0.4]):
+    settings = itertools.product(regularization_tests.DROP_BLOCK_CASES, regularization_tests.DROP_BLOCK_PS)
+    for (shape, block_size), p in settings:
         case = twin(CF.drop_block2d, _torchvision_drop_block, [draw.randn(*shape)], p=p, block_size=block_size)
         case.seed = draw.seed + 100
         yield case
@@ -704,7 +588,7 @@ def drop_block2d_cases(draw):
 
 @register("drop_path", '`torchvision.ops.stochastic_depth(mode="row")`, same seed')
 def drop_path_cases(draw):
-    for shape, p in itertools.product([(16, 3, 4, 5), (1, 4), (9, 2, 7)], [0.0, 0.2, 0.5]):
+    for shape, p in itertools.product(regularization_tests.DROP_PATH_SHAPES, regularization_tests.DROP_PATH_PS):
         yield Case(
             functools.partial(CF.drop_path, p=p),
             functools.partial(torchvision.ops.stochastic_depth, p=p, mode="row"),
@@ -719,8 +603,9 @@ def _cross_entropy(logits, target, smoothing, reduction):
 
 @register("label_smoothing_cross_entropy", "`F.cross_entropy(label_smoothing=…)`")
 def label_smoothing_cases(draw):
-    shapes = [((6, 5), (6,)), ((1, 3), (1,)), ((4, 7, 3), (4, 3)), ((2, 4, 3, 5), (2, 3, 5))]
-    settings = itertools.product(shapes, [0.0, 0.1, 1.0], ["none", "mean", "sum"])
+    settings = itertools.product(
+        regularization_tests.LS_SHAPES, regularization_tests.SMOOTHINGS, regularization_tests.REDUCTIONS
+    )
     for (logit_shape, target_shape), smoothing, reduction in settings:
         tensors = [draw.randn(*logit_shape, scale=3.0), draw.randint(logit_shape[1], *target_shape)]
         yield twin(CF.label_smoothing_cross_entropy, _cross_entropy, tensors, smoothing=smoothing, reduction=reduction)
@@ -728,81 +613,45 @@ def label_smoothing_cases(draw):
 
 # --- activations ----------------------------------------------------------------------------------
 
-ACTIVATION_SHAPES = [(1, 3, 5, 7), (4, 2, 3, 3), (40,), (6, 5)]
 
-
-def elementwise_cases(draw, ours, reference, settings):
-    for shape, kwargs in itertools.product(ACTIVATION_SHAPES, settings):
+def elementwise_cases(draw, ours):
+    """``ours`` with each of its settings in the tests' ELEMENTWISE list, on every shape of theirs."""
+    settings = [(reference, kwargs) for fn, reference, kwargs in activation_tests.ELEMENTWISE if fn is ours]
+    for shape, (reference, kwargs) in itertools.product(activation_tests.SHAPES, settings):
         yield twin(ours, reference, [draw.away_from(*shape)], **kwargs)
 
 
 @register("relu6", "`F.relu6`")
 def relu6_cases(draw):
-    return elementwise_cases(draw, CF.relu6, F.relu6, [{}])
+    return elementwise_cases(draw, CF.relu6)
 
 
 @register("leaky_relu", "`F.leaky_relu`")
 def leaky_relu_cases(draw):
-    return elementwise_cases(draw, CF.leaky_relu, F.leaky_relu, [{}, {"negative_slope": 0.2}, {"negative_slope": -0.5}])
+    return elementwise_cases(draw, CF.leaky_relu)
 
 
 @register("elu", "`F.elu`")
 def elu_cases(draw):
-    yield from elementwise_cases(draw, CF.elu, F.elu, [{}, {"alpha": 0.5}, {"alpha": 2}])
-    x = torch.tensor([-800.0, -30.0, 30.0, 800.0], dtype=DTYPE, requires_grad=True)  # exp overflows here
+    yield from elementwise_cases(draw, CF.elu)
+    x = torch.tensor(activation_tests.ELU_LARGE_INPUTS, dtype=DTYPE, requires_grad=True)
     yield twin(CF.elu, F.elu, [x])
 
 
 @register("prelu", "`F.prelu`")
 def prelu_cases(draw):
-    # One slope for all, one per channel, a 0-d weight, C equal to the last dimension, few dimensions.
-    cases = [
-        ((2, 3, 4, 5), (1,)),
-        ((2, 3, 4, 5), (3,)),
-        ((2, 3, 4, 5), ()),
-        ((2, 3, 4, 3), (3,)),
-        ((1, 4, 6), (4,)),
-        ((5, 3), (3,)),
-        ((7,), (1,)),
-    ]
-    for shape, weight_shape in cases:
+    for shape, weight_shape in activation_tests.PRELU_CASES:
         yield twin(CF.prelu, F.prelu, [draw.away_from(*shape), draw.positive(*weight_shape)])
-
-
-def _maxout_by_strided_selection(x, num_pieces, dim):
-    """Piece i of every group is channels i, i + k, i + 2k, ...; the pairwise maximum of the pieces."""
-    channels = x.shape[dim]
-    pieces = [x.index_select(dim, torch.arange(i, channels, num_pieces, device=x.device)) for i in range(num_pieces)]
-    return functools.reduce(torch.maximum, pieces)
 
 
 @register("maxout", "maximum of strided channel selections")
 def maxout_cases(draw):
-    # (shape, num_pieces, dim): 2, 3, all and 1 pieces; a 2-d input; the last and the first dimension.
-    cases = [
-        ((2, 6, 4, 5), 2, 1),
-        ((2, 6, 4, 5), 3, 1),
-        ((1, 6, 3, 3), 6, 1),
-        ((1, 4, 3, 2), 1, 1),
-        ((3, 8), 4, 1),
-        ((2, 3, 4, 6), 3, -1),
-        ((6, 5), 3, 0),
-    ]
-    for shape, num_pieces, dim in cases:
-        yield twin(CF.maxout, _maxout_by_strided_selection, [draw.away_from(*shape)], num_pieces=num_pieces, dim=dim)
+    for shape, num_pieces, dim in activation_tests.MAXOUT_CASES:
+        reference = activation_tests.maxout_by_strided_selection
+        yield twin(CF.maxout, reference, [draw.away_from(*shape)], num_pieces=num_pieces, dim=dim)
 
 
 # --- course_lib.init: the same draws as torch.nn.init -------------------------------------------------
-
-INIT_SHAPES = [(5, 3), (1, 7), (8, 4, 3, 3), (6, 2, 5, 1), (4, 3, 7), (2, 3, 2, 2, 2)]
-KAIMING = [
-    {"a": 0, "mode": "fan_in", "nonlinearity": "leaky_relu"},
-    {"a": math.sqrt(5), "mode": "fan_in", "nonlinearity": "leaky_relu"},
-    {"a": 0.1, "mode": "fan_out", "nonlinearity": "leaky_relu"},
-    {"a": 0, "mode": "fan_out", "nonlinearity": "relu"},
-    {"a": 0, "mode": "fan_in", "nonlinearity": "tanh"},
-    {"a": 0, "mode": "FAN_IN", "nonlinearity": "linear"},
-]
 
 
 def _filled(fill, template, seed, **kwargs):
@@ -810,56 +659,34 @@ def _filled(fill, template, seed, **kwargs):
     return fill(torch.empty_like(template), generator=torch.Generator(template.device).manual_seed(seed), **kwargs)
 
 
-def init_cases(draw, ours, theirs, settings):
-    for shape, kwargs in itertools.product(INIT_SHAPES, settings):
+def init_cases(draw, ours):
+    """``ours`` against its torch.nn.init twin with each of its settings in tests/test_init.py, on every shape."""
+    settings = [param.values[1:] for param in init_tests._init_pairs() if param.values[0] is ours]
+    for shape, (theirs, kwargs) in itertools.product(init_tests.SHAPES, settings):
         template = torch.empty(shape, dtype=DTYPE)
         seed = draw.seed + 7
         ours_call, theirs_call = (functools.partial(_filled, fill, seed=seed, **kwargs) for fill in (ours, theirs))
         yield Case(ours_call, theirs_call, [template])
 
 
-@register("normal_", "`nn.init.normal_`, same generator", "init")
-def normal_cases(draw):
-    return init_cases(draw, CI.normal_, nn.init.normal_, [{"mean": 0.5, "std": 2.0}])
-
-
-@register("xavier_uniform_", "`nn.init.xavier_uniform_`, same generator", "init")
-def xavier_uniform_cases(draw):
-    return init_cases(draw, CI.xavier_uniform_, nn.init.xavier_uniform_, [{}, {"gain": 5 / 3}])
-
-
-@register("xavier_normal_", "`nn.init.xavier_normal_`, same generator", "init")
-def xavier_normal_cases(draw):
-    return init_cases(draw, CI.xavier_normal_, nn.init.xavier_normal_, [{}, {"gain": math.sqrt(2)}])
-
-
-@register("kaiming_uniform_", "`nn.init.kaiming_uniform_`, same generator", "init")
-def kaiming_uniform_cases(draw):
-    return init_cases(draw, CI.kaiming_uniform_, nn.init.kaiming_uniform_, KAIMING)
-
-
-@register("kaiming_normal_", "`nn.init.kaiming_normal_`, same generator", "init")
-def kaiming_normal_cases(draw):
-    return init_cases(draw, CI.kaiming_normal_, nn.init.kaiming_normal_, KAIMING)
-
-
-@register("orthogonal_", "`nn.init.orthogonal_`, same generator", "init")
-def orthogonal_cases(draw):
-    return init_cases(draw, CI.orthogonal_, nn.init.orthogonal_, [{}, {"gain": 2.0}])
+# The initialisers that draw random numbers, one entry each.
+for _fill in [CI.normal_, CI.xavier_uniform_, CI.xavier_normal_, CI.kaiming_uniform_, CI.kaiming_normal_,
+              CI.orthogonal_]:
+    register(_fill.__name__, f"`nn.init.{_fill.__name__}`, same generator", "init")(
+        functools.partial(init_cases, ours=_fill)
+    )
 
 
 @register("zeros_", "`nn.init.zeros_`", "init")
 def zeros_cases(draw):
-    for shape in INIT_SHAPES:
+    for shape in init_tests.SHAPES:
         template = torch.empty(shape, dtype=DTYPE)
         yield Case(lambda t: CI.zeros_(torch.ones_like(t)), lambda t: nn.init.zeros_(torch.ones_like(t)), [template])
 
 
 @register("calculate_gain", "`nn.init.calculate_gain`", "init")
 def calculate_gain_cases(draw):
-    names = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
-    settings = [(n, None) for n in names + ["sigmoid", "tanh", "relu", "selu", "leaky_relu"]]
-    for nonlinearity, param in settings + [("leaky_relu", a) for a in (0.2, 0, 1, math.sqrt(5))]:
+    for nonlinearity, param in init_tests.GAINS:
         yield Case(
             functools.partial(CI.calculate_gain, nonlinearity, param),
             functools.partial(nn.init.calculate_gain, nonlinearity, param),
@@ -869,7 +696,7 @@ def calculate_gain_cases(draw):
 
 @register("fan_in_and_fan_out", "`nn.init._calculate_fan_in_and_fan_out`", "init")
 def fan_cases(draw):
-    for shape in INIT_SHAPES:
+    for shape in init_tests.SHAPES:
         yield Case(CI.fan_in_and_fan_out, nn.init._calculate_fan_in_and_fan_out, [torch.empty(shape, dtype=DTYPE)])
 
 

@@ -6,6 +6,7 @@ what was received, so that a wrong shape never broadcasts silently.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import math
@@ -69,11 +70,21 @@ def check_number(name: str, value, *, positive: bool = False) -> None:
         raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}, got {value!r}")
 
 
+def did_you_mean(value, names) -> str:
+    """``"; did you mean 'resnet18'?"`` for the ``names`` closest to a mistyped string ``value``, else ``""``."""
+    close = difflib.get_close_matches(value, list(names), n=3) if isinstance(value, str) else []
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
 def check_choice(name: str, value, choices) -> None:
-    """``value`` is one of ``choices``, of the same type (``True`` is not the choice ``1``)."""
+    """``value`` is one of ``choices``, of the same type (``True`` is not the choice ``1``).
+
+    A mistyped string gets the closest choices as a hint (``"; did you mean 'full'?"``).
+    """
     if not any(type(value) is type(choice) and value == choice for choice in choices):
-        shown = sorted(choices) if all(isinstance(c, str) for c in choices) else list(choices)
-        raise ValueError(f"{name} must be one of {shown}, got {value!r}")
+        names = [c for c in choices if isinstance(c, str)]
+        shown = sorted(choices) if len(names) == len(choices) else list(choices)
+        raise ValueError(f"{name} must be one of {shown}, got {value!r}{did_you_mean(value, names)}")
 
 
 def check_tensor(name: str, value, least_dims: int = 0, layout: str = "") -> None:

@@ -19,6 +19,8 @@ import random
 import numpy as np
 import torch
 
+from ._checks import check_choice
+
 __all__ = [
     "SCALES",
     "get_device",
@@ -70,8 +72,7 @@ def seed_everything(seed: int = 0, *, deterministic: bool = False) -> torch.Gene
 def get_scale() -> str:
     """``"small"`` or ``"full"``, from ``COURSE_SCALE`` (default ``"small"``)."""
     scale = os.environ.get("COURSE_SCALE", "small").strip().lower() or "small"
-    if scale not in SCALES:
-        raise ValueError(f"COURSE_SCALE must be one of {SCALES}, got {scale!r}")
+    check_choice("COURSE_SCALE", scale, SCALES)
     return scale
 
 

@@ -15,12 +15,12 @@ measured from the kernel's centre, which is why most sizes must be odd.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
+
+from ._checks import check_int, check_number, check_rank, check_tensor
 
 __all__ = [
     "box_kernel",
@@ -33,20 +33,13 @@ __all__ = [
 ]
 
 
-# --- argument checks ----------------------------------------------------------------------------
+# --- centred kernels ----------------------------------------------------------------------------
 
 
-def _check_size(size, *, odd: bool) -> None:
-    """ValueError unless ``size`` is an int >= 1 (and odd, when the kernel needs a centre pixel)."""
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or (odd and size % 2 == 0):
-        kind = "an odd int >= 1 (the kernel needs a centre pixel)" if odd else "an int >= 1"
-        raise ValueError(f"size must be {kind}, got {size!r}")
-
-
-def _check_positive(name: str, value) -> None:
-    """ValueError unless ``value`` is a finite real number > 0."""
-    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+def _check_odd_size(size) -> None:
+    """A centred kernel needs a centre pixel: ``size`` = 2r + 1."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be an odd int >= 1 (the kernel needs a centre pixel), got {size!r}")
 
 
 def _centred_coords(size: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -64,7 +57,7 @@ def box_kernel(size: int, ndim: int = 2, *, dtype: torch.dtype = torch.float32, 
     to 1, so it averages. An even ``size`` is allowed (the kernel then has no
     centre, and "same" padding is asymmetric).
     """
-    _check_size(size, odd=False)
+    check_int("size", size, 1)
     if ndim not in (1, 2) or isinstance(ndim, bool):
         raise ValueError(f"ndim must be 1 or 2, got {ndim!r}")
     return torch.full((size,) * ndim, 1 / size**ndim, dtype=dtype, device=device)
@@ -83,8 +76,8 @@ def gaussian_kernel1d(size: int, sigma: float, *, dtype: torch.dtype = torch.flo
     ``size`` of about :math:`6\sigma`: the tails beyond :math:`3\sigma` are
     negligible.
     """
-    _check_size(size, odd=True)
-    _check_positive("sigma", sigma)
+    _check_odd_size(size)
+    check_number("sigma", sigma, positive=True)
     offsets = _centred_coords(size, dtype, device)
     weights = torch.exp(-(offsets**2) / (2 * sigma**2))
     return weights / weights.sum()
@@ -161,11 +154,10 @@ def gabor_bank(
     is shifted to zero mean and scaled to :math:`\sum |w| = 1`, so a flat
     region gives no response and the responses of the filters are comparable.
     """
-    _check_size(size, odd=True)
+    _check_odd_size(size)
     for name, value in (("wavelength", wavelength), ("sigma", sigma), ("gamma", gamma)):
-        _check_positive(name, value)
-    if not isinstance(psi, Real) or not math.isfinite(psi):
-        raise ValueError(f"psi must be a finite number, got {psi!r}")
+        check_number(name, value, positive=True)
+    check_number("psi", psi)
     message = "thetas must be a non-empty sequence of finite angles (radians), got {!r}"
     try:
         angles = torch.as_tensor(thetas, dtype=dtype, device=device)
@@ -227,8 +219,7 @@ def gabor_kernel(
     and scaled to :math:`\sum |w| = 1`; ``normalize=False`` returns
     :math:`g_\theta` as written. ``size`` must be odd.
     """
-    if not isinstance(theta, Real) or not math.isfinite(theta):
-        raise ValueError(f"theta must be a finite number (radians), got {theta!r}")
+    check_number("theta", theta)
     return gabor_bank(
         size, [theta], wavelength, sigma, gamma, psi, normalize=normalize, dtype=dtype, device=device
     )[0, 0]
@@ -268,18 +259,16 @@ def normalized_cross_correlation(image: torch.Tensor, template: torch.Tensor, ep
         kernel of ones. The second form loses precision in ``float32`` on
         nearly flat patches; use ``float64`` when that matters.
     """
-    if not isinstance(image, torch.Tensor) or image.ndim != 4:
-        raise ValueError(f"image must be a tensor of shape (N, C, H, W), got {_shape_of(image)}")
-    if not isinstance(template, torch.Tensor) or not (
-        template.ndim == 3 or (template.ndim == 4 and template.shape[0] == 1)
-    ):
-        raise ValueError(f"template must be a tensor of shape (C, kH, kW) or (1, C, kH, kW), got {_shape_of(template)}")
+    check_rank("image", image, 4, "(N, C, H, W)")
+    check_tensor("template", template)
+    if not (template.ndim == 3 or (template.ndim == 4 and template.shape[0] == 1)):
+        raise ValueError(f"template must have shape (C, kH, kW) or (1, C, kH, kW), got shape {tuple(template.shape)}")
     template = template.reshape(1, *template.shape[-3:])
     if template.shape[1] != image.shape[1]:
         raise ValueError(f"template must have the image's {image.shape[1]} channels, got {template.shape[1]}")
     if template.shape[2] > image.shape[2] or template.shape[3] > image.shape[3]:
         raise ValueError(f"template ({tuple(template.shape[2:])}) must not be larger than the image ({tuple(image.shape[2:])})")
-    _check_positive("eps", eps)
+    check_number("eps", eps, positive=True)
     t0 = template - template.mean()
     t_norm = t0.norm()
     if t_norm == 0:
@@ -290,7 +279,3 @@ def normalized_cross_correlation(image: torch.Tensor, template: torch.Tensor, ep
     local_sq = F.conv2d(image**2, ones)  # sum of P^2 over every window
     patch_norm = (local_sq - local_sum**2 / n).clamp_min(eps).sqrt()
     return F.conv2d(image, t0) / (patch_norm * t_norm)
-
-
-def _shape_of(value) -> str:
-    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__

@@ -33,6 +33,7 @@ import math
 import torch
 from torch import nn
 
+from ._checks import check_choice, check_int, check_module, check_number, check_tensor
 from .modes import evaluating
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "lsuv_",
     "normal_",
     "orthogonal_",
+    "torchvision_init_",
     "xavier_normal_",
     "xavier_uniform_",
     "zeros_",
@@ -54,17 +56,8 @@ __all__ = [
 _LINEAR_NAMES = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 _NONLINEARITIES = (*_LINEAR_NAMES, "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 _MODES = ("fan_in", "fan_out")
-
-
-def _check_tensor(tensor, least_dims: int = 0) -> None:
-    """``tensor`` is a torch.Tensor with at least ``least_dims`` dimensions."""
-    if not isinstance(tensor, torch.Tensor):
-        raise ValueError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.ndim < least_dims:
-        raise ValueError(
-            f"tensor must have at least {least_dims} dims, e.g. (out, in) or (out, in / groups, kH, kW), "
-            f"got shape {tuple(tensor.shape)}"
-        )
+#: Layout of a weight with a fan: (out, in) for a linear layer, (out, in / groups, kH, kW) for a conv.
+_WEIGHT_LAYOUT = "(out, in, ...)"
 
 
 def fan_in_and_fan_out(tensor: torch.Tensor) -> tuple[int, int]:
@@ -78,7 +71,7 @@ def fan_in_and_fan_out(tensor: torch.Tensor) -> tuple[int, int]:
 
     Raises ``ValueError`` for tensors with fewer than 2 dimensions (a bias has no fan).
     """
-    _check_tensor(tensor, least_dims=2)
+    check_tensor("tensor", tensor, 2, _WEIGHT_LAYOUT)
     receptive_field = math.prod(tensor.shape[2:])
     return tensor.shape[1] * receptive_field, tensor.shape[0] * receptive_field
 
@@ -100,8 +93,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     ReLU with slope ``a`` keeps a fraction ``a^2`` of the negative half's
     second moment. Same values as ``torch.nn.init.calculate_gain``.
     """
-    if nonlinearity not in _NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be one of {list(_NONLINEARITIES)}, got {nonlinearity!r}")
+    check_choice("nonlinearity", nonlinearity, _NONLINEARITIES)
     if nonlinearity in _LINEAR_NAMES or nonlinearity == "sigmoid":
         return 1
     if nonlinearity == "tanh":
@@ -142,7 +134,7 @@ def _fill_normal_(tensor: torch.Tensor, mean: float, std: float, generator) -> t
 def zeros_(tensor: torch.Tensor) -> torch.Tensor:
     """Fill with zeros. Every unit of a zero-initialised layer computes the same
     output and gets the same gradient, so the units never become different (symmetry)."""
-    _check_tensor(tensor)
+    check_tensor("tensor", tensor)
     return tensor.zero_()
 
 
@@ -150,7 +142,7 @@ def normal_(
     tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Fill with samples of N(mean, std^2)."""
-    _check_tensor(tensor)
+    check_tensor("tensor", tensor)
     if std < 0:
         raise ValueError(f"std must be >= 0, got {std!r}")
     return _fill_normal_(tensor, mean, std, generator)
@@ -228,7 +220,7 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1, generator: torch.Generato
     rows <= cols, ``W^T W = gain^2 I`` otherwise: every singular value equals
     ``gain``, so the layer preserves the norm of (the component of) its input.
     """
-    _check_tensor(tensor, least_dims=2)
+    check_tensor("tensor", tensor, 2, _WEIGHT_LAYOUT)
     if tensor.numel() == 0:
         return tensor
     rows = tensor.shape[0]
@@ -254,8 +246,7 @@ def _weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     That covers nn.Conv*d, nn.Linear and course_lib's own conv and linear
     modules, and skips normalisation layers (1-D weights) and embeddings.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     return [
         (name, module)
         for name, module in model.named_modules()
@@ -304,12 +295,9 @@ def lsuv_(
         "iterations": rescalings done, "variance": final output variance}``
         (plain dicts, ready for ``pandas.DataFrame``).
     """
-    if not isinstance(batch, torch.Tensor):
-        raise ValueError(f"batch must be a torch.Tensor, got {type(batch).__name__}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be a number > 0, got {tol!r}")
-    if not (isinstance(max_iters, int) and max_iters >= 1):
-        raise ValueError(f"max_iters must be an int >= 1, got {max_iters!r}")
+    check_tensor("batch", batch)
+    check_number("tol", tol, positive=True)
+    check_int("max_iters", max_iters, 1)
     layers = _weight_layers(model)
     for _, module in layers:
         orthogonal_(module.weight, generator=generator)
@@ -404,8 +392,33 @@ def init_model(
     ``"default"`` (each layer's own ``reset_parameters()``, PyTorch's default).
     Biases are zeroed, except by ``"default"``.
     """
-    if scheme not in _SCHEMES:
-        raise ValueError(f"scheme must be one of {list(INIT_SCHEMES)}, got {scheme!r}")
+    check_choice("scheme", scheme, INIT_SCHEMES)
     _weight_layers(model)  # checks model
     _SCHEMES[scheme](model, generator, batch)
+    return model
+
+
+def torchvision_init_(model: nn.Module, *, linear_std: float | None = 0.01) -> nn.Module:
+    """The initialization torchvision gives its VGG, ResNet, MobileNet and (here) Inception nets; returns ``model``.
+
+    Convolutions He-normal with fan-out (the ReLU gain, keeping the backward pass's
+    variance steady) and zero bias; BatchNorm layers the identity (weight 1, bias 0);
+    linear layers N(0, ``linear_std``^2) with zero bias, or PyTorch's default when
+    ``linear_std`` is None (as ResNet leaves its classifier). Uses ``torch.nn.init``
+    and the global RNG, so a seeded build matches torchvision's draw for draw.
+    """
+    check_module("model", model)
+    if linear_std is not None:
+        check_number("linear_std", linear_std, positive=True)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and linear_std is not None:
+            nn.init.normal_(m.weight, 0, linear_std)
+            nn.init.zeros_(m.bias)
     return model

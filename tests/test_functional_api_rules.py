@@ -16,21 +16,18 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.layers import functional as CF
+from torch_reference import random_tensor
 
 
-def _randn(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-IMAGE = _randn(3, 9, 8)
-WEIGHT = _randn(4, 3, 3, 3, seed=1)
-BIAS = _randn(4, seed=2)
+IMAGE = random_tensor(3, 9, 8)
+WEIGHT = random_tensor(4, 3, 3, 3, seed=1)
+BIAS = random_tensor(4, seed=2)
 
 # (id, course_lib function, torch function, arguments after the image)
 FORWARD = [
     ("conv2d", CF.conv2d, F.conv2d, (WEIGHT, BIAS), dict(stride=2, padding=1)),
     ("conv2d_naive", CF.conv2d_naive, F.conv2d, (WEIGHT, BIAS), dict(padding="same", dilation=2)),
-    ("conv_transpose2d", CF.conv_transpose2d, F.conv_transpose2d, (_randn(3, 2, 3, 3, seed=3),), dict(stride=2, padding=1)),
+    ("conv_transpose2d", CF.conv_transpose2d, F.conv_transpose2d, (random_tensor(3, 2, 3, 3, seed=3),), dict(stride=2, padding=1)),
     ("max_pool2d", CF.max_pool2d, F.max_pool2d, (3,), dict(stride=2, padding=1, ceil_mode=True)),
     ("avg_pool2d", CF.avg_pool2d, F.avg_pool2d, (3,), dict(stride=2, padding=1, count_include_pad=False)),
     ("lp_pool2d", CF.lp_pool2d, F.lp_pool2d, (2.0, 2), {}),
@@ -49,7 +46,7 @@ def test_one_image_is_a_batch_of_one(ours, theirs, args, kwargs):
 
 
 def test_one_signal_is_a_batch_of_one_for_conv1d():
-    signal, weight = _randn(3, 17), _randn(4, 3, 5, seed=1)
+    signal, weight = random_tensor(3, 17), random_tensor(4, 3, 5, seed=1)
     out = CF.conv1d(signal, weight, BIAS, stride=2, padding=2)
     torch.testing.assert_close(out, F.conv1d(signal, weight, BIAS, stride=2, padding=2))
     assert out.shape == (4, 9)
@@ -67,7 +64,7 @@ def test_max_pool2d_indices_of_one_image_unpool_it():
 def _autograd_input_gradient(forward, upstream_seed=7):
     x = IMAGE.clone().requires_grad_()
     out = forward(x)
-    upstream = _randn(*out.shape, seed=upstream_seed)
+    upstream = random_tensor(*out.shape, seed=upstream_seed)
     out.backward(upstream)
     return upstream, x.grad
 
@@ -93,7 +90,7 @@ def test_pooling_backward_of_one_image(backward, forward, kwargs):
 
 @pytest.mark.parametrize("fn", [CF.conv2d, CF.max_pool2d, CF.conv2d_backward], ids=lambda f: f.__name__)
 def test_neither_a_batch_nor_an_image_is_refused_naming_both_shapes(fn):
-    flat = _randn(9, 8)
+    flat = random_tensor(9, 8)
     args = {"conv2d": (flat, WEIGHT), "max_pool2d": (flat, 2), "conv2d_backward": (flat, flat, WEIGHT)}[fn.__name__]
     with pytest.raises(ValueError, match=r"must have shape \(N, C(_in)?, H, W\) or \(C(_in)?, H, W\), got shape \(9, 8\)"):
         fn(*args)
@@ -107,7 +104,7 @@ def test_neither_a_batch_nor_an_image_is_refused_naming_both_shapes(fn):
 ])
 def test_one_tuples_as_modules_store_them(ours, theirs, kwargs):
     if ours is CF.conv1d:
-        args = (_randn(2, 3, 17), _randn(4, 3, 3, seed=1))
+        args = (random_tensor(2, 3, 17), random_tensor(4, 3, 3, seed=1))
     elif ours is CF.conv2d:
         args = (IMAGE.unsqueeze(0), WEIGHT)
     else:
@@ -117,7 +114,7 @@ def test_one_tuples_as_modules_store_them(ours, theirs, kwargs):
 
 def test_conv1d_takes_the_settings_nn_conv1d_stores():
     layer = torch.nn.Conv1d(3, 4, 3, stride=2, padding=1, dilation=2, dtype=torch.float64)
-    x = _randn(2, 3, 17)
+    x = random_tensor(2, 3, 17)
     out = CF.conv1d(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
     torch.testing.assert_close(out, layer(x))
 
@@ -125,7 +122,7 @@ def test_conv1d_takes_the_settings_nn_conv1d_stores():
 @pytest.mark.parametrize("affine", [False, True])
 def test_group_norm_of_an_empty_batch_is_empty(affine, recwarn):
     x = torch.zeros(0, 4, 5, 5, dtype=torch.float64, requires_grad=True)
-    weight, bias = (_randn(4), _randn(4, seed=1)) if affine else (None, None)
+    weight, bias = (random_tensor(4), random_tensor(4, seed=1)) if affine else (None, None)
     out = CF.group_norm(x, 2, weight, bias)
     expected = F.group_norm(x, 2, weight, bias)
     assert out.shape == expected.shape == (0, 4, 5, 5)

@@ -12,9 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.layers.functional.backward import col2im, conv2d_backward
-from course_lib.layers.functional.conv import im2col
-from course_lib.layers.functional.transposed import conv_transpose2d
+from course_lib.layers import functional as CF
+from torch_reference import assert_same_values_and_grads, random_tensor, random_tensors
 
 TOLERANCES = {torch.float64: {"atol": 1e-10, "rtol": 1e-9}, torch.float32: {"atol": 1e-4, "rtol": 1e-4}}
 
@@ -40,56 +39,59 @@ def _fits(x_shape, kernel, stride, padding, dilation) -> bool:
 
 def _random_problem(x_shape, kernel, c_out, groups, conv_kwargs, dtype=torch.float64, device="cpu"):
     """Seeded x, w, b, the upstream gradient dY, and autograd's gradients of F.conv2d for (x, w, b)."""
-    generator = torch.Generator().manual_seed(0)
     shapes = [x_shape, (c_out, x_shape[1] // groups, *kernel), (c_out,)]
-    x, w, b = (torch.randn(s, generator=generator, dtype=dtype).to(device).requires_grad_() for s in shapes)
+    x, w, b = random_tensors(*shapes, dtype=dtype, device=device, requires_grad=True)
     y = F.conv2d(x, w, b, groups=groups, **conv_kwargs)
-    dy = torch.randn(y.shape, generator=generator, dtype=dtype).to(device)
+    dy = random_tensor(*y.shape, seed=1, dtype=dtype, device=device)
     return x.detach(), w.detach(), dy, torch.autograd.grad(y, (x, w, b), dy)
 
 
 def assert_backward_matches_autograd(x_shape, kernel, c_out, groups=1, dtype=torch.float64, device="cpu", **conv_kwargs):
     x, w, dy, expected = _random_problem(x_shape, kernel, c_out, groups, conv_kwargs, dtype, device)
     with torch.no_grad():
-        grads = conv2d_backward(dy, x, w, groups=groups, **conv_kwargs)
+        grads = CF.conv2d_backward(dy, x, w, groups=groups, **conv_kwargs)
     for name, grad, expected_grad in zip(("grad_input", "grad_weight", "grad_bias"), grads, expected):
         assert grad.shape == expected_grad.shape, name
         torch.testing.assert_close(grad, expected_grad, **TOLERANCES[dtype], msg=lambda m, name=name: f"{name}: {m}")
 
 
+# The grids (also measured by benchmarks/reference_errors.py): (input shape, kernel, C_out, groups, stride,
+# padding, dilation).
 SHAPES = [
     ((1, 3, 8, 8), (3, 3), 4),  # square, batch 1
     ((2, 2, 7, 10), (2, 4), 3),  # non-square input and kernel, even kernel sides
     ((3, 1, 11, 6), (5, 1), 2),  # tall kernel, one input channel
 ]
-STRIDES = [1, 3, (1, 2)]
-PADDINGS = [1, (2, 0), "same", "valid"]
-DILATIONS = [1, (2, 1)]
-GRID = [
-    pytest.param(
-        shape, kernel, c_out, s, p, d, id=f"x{_fmt(shape)}-k{_fmt(kernel)}-o{c_out}-s{_fmt(s)}-p{_fmt(p)}-d{_fmt(d)}"
+BACKWARD_CASES = [
+    (shape, kernel, c_out, 1, s, p, d)
+    for (shape, kernel, c_out), s, p, d in itertools.product(
+        SHAPES, [1, 3, (1, 2)], [1, (2, 0), "same", "valid"], [1, (2, 1)]
     )
-    for (shape, kernel, c_out), s, p, d in itertools.product(SHAPES, STRIDES, PADDINGS, DILATIONS)
     if _fits(shape, kernel, s, p, d)
+]
+# groups 1, 2, 4 with two outputs per channel, and depthwise (groups = C_in = C_out).
+GROUP_BACKWARD_CASES = [
+    ((2, 4, 7, 6), (3, 2), c_out, groups, s, p, d)
+    for (s, p, d), (groups, c_out) in itertools.product(
+        [(1, 0, 1), (2, 1, 1), (1, "same", 2), ((2, 1), (1, 2), (1, 2))], [(1, 8), (2, 8), (4, 8), (4, 4)]
+    )
+]
+COL2IM_CASES = [  # (input shape, kernel, stride, dilation)
+    ((1, 1, 7, 7), (3, 3), (1, 1), (1, 1)),
+    ((2, 3, 9, 8), (2, 3), (2, 2), (1, 1)),
+    ((2, 2, 10, 9), (3, 2), (1, 3), (2, 1)),
+    ((1, 2, 8, 8), (3, 3), (3, 3), (1, 1)),  # stride leaves the last two rows and columns unread
+    ((1, 3, 6, 11), (1, 4), (2, 1), (1, 2)),
 ]
 
 
-@pytest.mark.parametrize(("shape", "kernel", "c_out", "stride", "padding", "dilation"), GRID)
-def test_conv2d_backward_matches_autograd(shape, kernel, c_out, stride, padding, dilation):
-    assert_backward_matches_autograd(shape, kernel, c_out, stride=stride, padding=padding, dilation=dilation)
-
-
-GROUP_HYPER = [(1, 0, 1), (2, 1, 1), (1, "same", 2), ((2, 1), (1, 2), (1, 2))]  # stride, padding, dilation
-
-
 @pytest.mark.parametrize(
-    ("groups", "c_out"), [(1, 8), (2, 8), (4, 8), (4, 4)], ids=["g1", "g2", "g4-two-per-channel", "depthwise"]
+    ("shape", "kernel", "c_out", "groups", "stride", "padding", "dilation"),
+    BACKWARD_CASES + GROUP_BACKWARD_CASES,
+    ids=_fmt,
 )
-@pytest.mark.parametrize(("stride", "padding", "dilation"), GROUP_HYPER, ids=lambda v: _fmt(v))
-def test_conv2d_backward_groups_match_autograd(groups, c_out, stride, padding, dilation):
-    assert_backward_matches_autograd(
-        (2, 4, 7, 6), (3, 2), c_out, groups, stride=stride, padding=padding, dilation=dilation
-    )
+def test_conv2d_backward_matches_autograd(shape, kernel, c_out, groups, stride, padding, dilation):
+    assert_backward_matches_autograd(shape, kernel, c_out, groups, stride=stride, padding=padding, dilation=dilation)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +109,7 @@ def test_conv2d_backward_float32_matches_autograd(shape, kernel, c_out, groups, 
 def test_rows_and_columns_the_stride_skips_get_zero_gradient():
     """8 pixels, kernel 3, stride 3: windows read pixels 0-5 only, so rows/columns 6 and 7 get exactly 0."""
     x, w, dy, expected = _random_problem((2, 2, 8, 8), (3, 3), 3, 1, {"stride": 3})
-    grad_input = conv2d_backward(dy, x, w, stride=3)[0]
+    grad_input = CF.conv2d_backward(dy, x, w, stride=3)[0]
     assert torch.all(grad_input[:, :, 6:, :] == 0) and torch.all(grad_input[:, :, :, 6:] == 0)
     assert grad_input[:, :, :6, :6].abs().min() > 0
     torch.testing.assert_close(grad_input, expected[0], **TOLERANCES[torch.float64])
@@ -132,8 +134,8 @@ def test_grad_input_is_a_transposed_convolution_of_grad_output(shape, kernel, c_
         (h + 2 * p - d * (k - 1) - 1) % s
         for h, k, s, p, d in zip(shape[2:], kernel, _pair(stride), _pair(padding), _pair(dilation))
     )
-    expected = conv_transpose2d(dy, w, output_padding=unused, **kwargs)
-    torch.testing.assert_close(conv2d_backward(dy, x, w, **kwargs)[0], expected, **TOLERANCES[torch.float64])
+    expected = CF.conv_transpose2d(dy, w, output_padding=unused, **kwargs)
+    torch.testing.assert_close(CF.conv2d_backward(dy, x, w, **kwargs)[0], expected, **TOLERANCES[torch.float64])
 
 
 @pytest.mark.parametrize(("shape", "kernel", "c_out", "stride", "padding", "dilation"), FORMULA_CASES)
@@ -148,42 +150,33 @@ def test_grad_weight_is_a_correlation_of_input_with_grad_output(shape, kernel, c
     x_padded = F.pad(x, (pw, pw, ph, ph))
     correlation = F.conv2d(x_padded.transpose(0, 1), dy.transpose(0, 1), stride=dilation, dilation=stride)
     expected = correlation[:, :, :kh, :kw].transpose(0, 1)  # (C_in, C_out, ...) -> (C_out, C_in, kH, kW)
-    torch.testing.assert_close(conv2d_backward(dy, x, w, **kwargs)[1], expected, **TOLERANCES[torch.float64])
+    torch.testing.assert_close(CF.conv2d_backward(dy, x, w, **kwargs)[1], expected, **TOLERANCES[torch.float64])
 
 
 # --- col2im -------------------------------------------------------------------------------------
-
-COL2IM_CASES = [
-    ((1, 1, 7, 7), (3, 3), (1, 1), (1, 1)),
-    ((2, 3, 9, 8), (2, 3), (2, 2), (1, 1)),
-    ((2, 2, 10, 9), (3, 2), (1, 3), (2, 1)),
-    ((1, 2, 8, 8), (3, 3), (3, 3), (1, 1)),  # stride leaves the last two rows and columns unread
-]
 
 
 @pytest.mark.parametrize(("shape", "kernel", "stride", "dilation"), COL2IM_CASES, ids=lambda v: _fmt(v))
 def test_col2im_matches_fold(shape, kernel, stride, dilation):
     """Same values as F.fold (the sum over overlapping windows), and the same gradient for the columns."""
     n, c, h, w = shape
-    length = im2col(torch.zeros(shape), kernel, stride, dilation).shape[2]
-    generator = torch.Generator().manual_seed(0)
-    cols = torch.randn(n, c * kernel[0] * kernel[1], length, generator=generator, dtype=torch.float64, requires_grad=True)
-    out = col2im(cols, (h, w), kernel, stride, dilation)
-    expected = F.fold(cols, (h, w), kernel, dilation=dilation, stride=stride)
-    torch.testing.assert_close(out, expected, **TOLERANCES[torch.float64])
-    upstream = torch.randn(shape, generator=generator, dtype=torch.float64)
-    grad, expected_grad = (torch.autograd.grad(t, cols, upstream)[0] for t in (out, expected))
-    torch.testing.assert_close(grad, expected_grad, **TOLERANCES[torch.float64])
+    length = CF.im2col(torch.zeros(shape), kernel, stride, dilation).shape[2]
+    cols = random_tensor(n, c * kernel[0] * kernel[1], length, requires_grad=True)
+    assert_same_values_and_grads(
+        lambda cols: CF.col2im(cols, (h, w), kernel, stride, dilation),
+        lambda cols: F.fold(cols, (h, w), kernel, dilation=dilation, stride=stride),
+        [cols],
+        TOLERANCES[torch.float64],
+    )
 
 
 @pytest.mark.parametrize(("shape", "kernel", "stride", "dilation"), COL2IM_CASES, ids=lambda v: _fmt(v))
 def test_col2im_is_the_adjoint_of_im2col(shape, kernel, stride, dilation):
     """<im2col(x), cols> = <x, col2im(cols)>."""
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=generator, dtype=torch.float64)
-    columns_of_x = im2col(x, kernel, stride, dilation)
-    cols = torch.randn(columns_of_x.shape, generator=generator, dtype=torch.float64)
-    back = col2im(cols, shape[2:], kernel, stride, dilation)
+    x = random_tensor(*shape)
+    columns_of_x = CF.im2col(x, kernel, stride, dilation)
+    cols = random_tensor(*columns_of_x.shape, seed=1)
+    back = CF.col2im(cols, shape[2:], kernel, stride, dilation)
     torch.testing.assert_close((columns_of_x * cols).sum(), (x * back).sum(), **TOLERANCES[torch.float64])
 
 
@@ -212,7 +205,7 @@ BAD_BACKWARD_ARGS = [
 @pytest.mark.parametrize(("kwargs", "match"), [pytest.param(k, m, id=i) for i, k, m in BAD_BACKWARD_ARGS])
 def test_conv2d_backward_bad_arguments_raise_naming_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        conv2d_backward(**kwargs)
+        CF.conv2d_backward(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -227,7 +220,7 @@ def test_conv2d_backward_bad_arguments_raise_naming_the_argument(kwargs, match):
 def test_col2im_bad_cols_raise(cols, match):
     """Columns for a 3x2 kernel on a 7x6 image (5 x 5 positions) need a multiple of 6 rows and 25 columns."""
     with pytest.raises(ValueError, match=match):
-        col2im(cols, (7, 6), (3, 2))
+        CF.col2im(cols, (7, 6), (3, 2))
 
 
 # --- on a GPU -----------------------------------------------------------------------------------

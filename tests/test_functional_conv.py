@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.layers import functional as CF
-from torch_reference import assert_same_values_and_grads
+from torch_reference import assert_same_values_and_grads, random_tensor, random_tensors
 
 CONV_TENSORS = ("input", "weight", "bias")  # how a failure names the gradients
 
@@ -73,29 +73,24 @@ class Case:
         )
 
 
-def _params(cases) -> list:
-    """pytest params with readable ids, dropping the combinations PyTorch itself refuses."""
-    return [pytest.param(case, id=str(case)) for case in cases if case.fits()]
-
-
-def _grid(shapes, strides, paddings, dilations, groups=(1,)) -> list:
-    """Every combination of the hyper-parameters on every (input shape, kernel, C_out) shape."""
-    return _params(
+def _grid(shapes, strides, paddings, dilations, groups=(1,)) -> list[Case]:
+    """Every combination of the hyper-parameters on every (input shape, kernel, C_out) shape that PyTorch accepts."""
+    cases = (
         replace(shape, stride=s, padding=p, dilation=d, groups=g)
         for shape, s, p, d, g in itertools.product(shapes, strides, paddings, dilations, groups)
     )
+    return [case for case in cases if case.fits()]
 
 
-def _random_tensors(case: Case, dtype, device="cpu", seed=0) -> list[torch.Tensor]:
+def _case_tensors(case: Case, dtype=torch.float64, device="cpu") -> list[torch.Tensor]:
     """x, weight (and bias) for ``case``, seeded, as leaves that require grad."""
-    generator = torch.Generator().manual_seed(seed)
     shapes = [case.x, case.w] + ([(case.c_out,)] if case.bias else [])
-    return [torch.randn(s, generator=generator, dtype=dtype).to(device).requires_grad_() for s in shapes]
+    return random_tensors(*shapes, dtype=dtype, device=device, requires_grad=True)
 
 
 def assert_matches_torch(ours, reference, case: Case, dtype=torch.float64, device="cpu") -> None:
     """Run ``case`` through the from-scratch function and PyTorch's and compare them."""
-    tensors = _random_tensors(case, dtype, device)
+    tensors = _case_tensors(case, dtype, device)
 
     def call(fn):
         # bias is positional third in both; None when the case has none.
@@ -108,42 +103,68 @@ def assert_matches_torch(ours, reference, case: Case, dtype=torch.float64, devic
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
 
-# --- conv2d (im2col) ----------------------------------------------------------------------------
+def _group_cases(shapes, hyper) -> list[Case]:
+    """groups 1, 2, 4, depthwise (groups = C_in, C_out = C_in) and depthwise with 2 outputs per channel,
+    for every (stride, padding, dilation) in ``hyper``."""
+    cases = []
+    for shape, (stride, padding, dilation) in itertools.product(shapes, hyper):
+        base = replace(shape, stride=stride, padding=padding, dilation=dilation)
+        c_in = shape.x[1]
+        cases += [replace(base, groups=g) for g in (1, 2, 4)]
+        cases += [replace(base, groups=c_in, c_out=c_in), replace(base, groups=c_in, c_out=2 * c_in)]
+    return [case for case in cases if case.fits()]
+
+
+# --- the grids (also measured by benchmarks/reference_errors.py) --------------------------------
 
 SHAPES_2D = [
     Case(x=(1, 3, 8, 8), kernel=(3, 3), c_out=4),  # square, batch 1
     Case(x=(2, 2, 7, 10), kernel=(2, 4), c_out=3),  # non-square input and kernel, even kernel sides
     Case(x=(3, 1, 11, 6), kernel=(5, 1), c_out=2, bias=False),  # tall kernel, one input channel, no bias
 ]
-STRIDES = [1, 2, 3, (1, 2), (3, 1)]
-PADDINGS = [0, 1, 2, (2, 0), "same", "valid"]
-DILATIONS = [1, 2, 3, (2, 1)]
-
-
-@pytest.mark.parametrize("case", _grid(SHAPES_2D, STRIDES, PADDINGS, DILATIONS))
-def test_conv2d_matches_torch(case):
-    assert_matches_torch(CF.conv2d, F.conv2d, case)
-
-
+CONV2D_CASES = _grid(SHAPES_2D, [1, 2, 3, (1, 2), (3, 1)], [0, 1, 2, (2, 0), "same", "valid"], [1, 2, 3, (2, 1)])
 GROUP_SHAPES = [
     Case(x=(2, 4, 7, 6), kernel=(3, 2), c_out=8),
     Case(x=(1, 8, 5, 9), kernel=(1, 3), c_out=8),
 ]
-GROUP_HYPER = [(1, 0, 1), (2, 1, 1), (1, "same", 2), ((2, 1), (1, 2), (1, 2))]
+GROUP_CASES = _group_cases(GROUP_SHAPES, [(1, 0, 1), (2, 1, 1), (1, "same", 2), ((2, 1), (1, 2), (1, 2))])
+# conv2d_naive runs Python loops: small inputs.
+NAIVE_SHAPES = [
+    Case(x=(1, 2, 5, 6), kernel=(3, 2), c_out=2),
+    Case(x=(2, 4, 6, 5), kernel=(2, 3), c_out=4, bias=False),
+]
+NAIVE_CASES = _grid(NAIVE_SHAPES, [1, 2, (1, 3)], [0, 1, (2, 1), "same", "valid"], [1, 2, (1, 2)], groups=(1, 2))
+SHAPES_1D = [
+    Case(x=(1, 2, 9), kernel=(3,), c_out=4),
+    Case(x=(3, 4, 14), kernel=(4,), c_out=2, bias=False),
+]
+CONV1D_CASES = _grid(SHAPES_1D, [1, 2, 3], [0, 1, 2, "same", "valid"], [1, 2, 3], groups=(1, 2))
+# im2col: (input shape, kernel, stride, dilation), each input with every stride and dilation.
+IM2COL_CASES = [
+    (shape, kernel, stride, dilation)
+    for (shape, kernel), stride, dilation in itertools.product(
+        [((1, 1, 7, 7), (3, 3)), ((2, 3, 9, 8), (2, 3))], [(1, 1), (2, 2), (1, 3)], [(1, 1), (2, 2), (3, 1)]
+    )
+]
+# resolve_padding: kernels odd, even and 1x1, with dilations, as F.conv2d(padding=...) takes them.
+RESOLVE_PADDING_CASES = [
+    (kernel, dilation, padding)
+    for kernel, dilation, padding in itertools.product(
+        [(4, 3), (2, 5), (3, 3), (1, 1)], [(1, 1), (3, 2), (2, 1)], ["same", "valid", 2, (1, 3)]
+    )
+    if Case(x=(1, 1, 7, 8), kernel=kernel, c_out=1, padding=padding, dilation=dilation).fits()
+]
 
 
-def _group_cases(shapes) -> list:
-    """groups 1, 2, 4, depthwise (groups = C_in, C_out = C_in) and depthwise with 2 outputs per channel."""
-    cases = []
-    for shape, (stride, padding, dilation) in itertools.product(shapes, GROUP_HYPER):
-        base = replace(shape, stride=stride, padding=padding, dilation=dilation)
-        c_in = shape.x[1]
-        cases += [replace(base, groups=g) for g in (1, 2, 4)]
-        cases += [replace(base, groups=c_in, c_out=c_in), replace(base, groups=c_in, c_out=2 * c_in)]
-    return _params(cases)
+# --- conv2d (im2col) ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", _group_cases(GROUP_SHAPES))
+@pytest.mark.parametrize("case", CONV2D_CASES, ids=str)
+def test_conv2d_matches_torch(case):
+    assert_matches_torch(CF.conv2d, F.conv2d, case)
+
+
+@pytest.mark.parametrize("case", GROUP_CASES, ids=str)
 def test_conv2d_groups_match_torch(case):
     assert_matches_torch(CF.conv2d, F.conv2d, case)
 
@@ -160,7 +181,7 @@ def test_conv2d_groups_match_torch(case):
 def test_conv2d_accepts_non_contiguous_input(layout, kernel):
     """Strided views (a 1x1 kernel makes im2col a view too) must give the same result as a contiguous input."""
     case = Case(x=(2, 4, 6, 7), kernel=kernel, c_out=4, groups=2)
-    x, w, b = _random_tensors(case, torch.float64)
+    x, w, b = _case_tensors(case)
     strided = layout(x.detach()).requires_grad_()
     assert not strided.is_contiguous()
     conv = functools.partial(CF.conv2d, **case.kwargs)
@@ -170,15 +191,8 @@ def test_conv2d_accepts_non_contiguous_input(layout, kernel):
 
 # --- conv2d_naive: Python loops, so small inputs ------------------------------------------------
 
-NAIVE_SHAPES = [
-    Case(x=(1, 2, 5, 6), kernel=(3, 2), c_out=2),
-    Case(x=(2, 4, 6, 5), kernel=(2, 3), c_out=4, bias=False),
-]
 
-
-@pytest.mark.parametrize(
-    "case", _grid(NAIVE_SHAPES, [1, 2, (1, 3)], [0, 1, (2, 1), "same", "valid"], [1, 2, (1, 2)], groups=(1, 2))
-)
+@pytest.mark.parametrize("case", NAIVE_CASES, ids=str)
 def test_conv2d_naive_matches_torch(case):
     assert_matches_torch(CF.conv2d_naive, F.conv2d, case)
 
@@ -190,35 +204,28 @@ def test_conv2d_naive_depthwise_matches_torch():
 
 # --- float32: the dtype the course trains in ----------------------------------------------------
 
-FLOAT32_CASES = _params(
-    [
-        Case(x=(2, 3, 9, 7), kernel=(3, 3), c_out=5, padding=1),
-        Case(x=(1, 4, 8, 10), kernel=(2, 3), c_out=4, stride=(2, 1), padding=0, dilation=2, groups=2),
-        Case(x=(2, 4, 6, 6), kernel=(3, 3), c_out=4, padding="same", groups=4),
-    ]
-)
+FLOAT32_CASES = [
+    Case(x=(2, 3, 9, 7), kernel=(3, 3), c_out=5, padding=1),
+    Case(x=(1, 4, 8, 10), kernel=(2, 3), c_out=4, stride=(2, 1), padding=0, dilation=2, groups=2),
+    Case(x=(2, 4, 6, 6), kernel=(3, 3), c_out=4, padding="same", groups=4),
+]
 
 
 @pytest.mark.parametrize("fn", [CF.conv2d, CF.conv2d_naive], ids=["conv2d", "conv2d_naive"])
-@pytest.mark.parametrize("case", FLOAT32_CASES)
+@pytest.mark.parametrize("case", FLOAT32_CASES, ids=str)
 def test_conv2d_float32_matches_torch(fn, case):
     assert_matches_torch(fn, F.conv2d, case, dtype=torch.float32)
 
 
 # --- conv1d -------------------------------------------------------------------------------------
 
-SHAPES_1D = [
-    Case(x=(1, 2, 9), kernel=(3,), c_out=4),
-    Case(x=(3, 4, 14), kernel=(4,), c_out=2, bias=False),
-]
 
-
-@pytest.mark.parametrize("case", _grid(SHAPES_1D, [1, 2, 3], [0, 1, 2, "same", "valid"], [1, 2, 3], groups=(1, 2)))
+@pytest.mark.parametrize("case", CONV1D_CASES, ids=str)
 def test_conv1d_matches_torch(case):
     assert_matches_torch(CF.conv1d, F.conv1d, case)
 
 
-@pytest.mark.parametrize("case", _params([Case(x=(2, 4, 17), kernel=(5,), c_out=8, stride=2, padding=2, groups=4)]))
+@pytest.mark.parametrize("case", [Case(x=(2, 4, 17), kernel=(5,), c_out=8, stride=2, padding=2, groups=4)], ids=str)
 def test_conv1d_float32_matches_torch(case):
     assert_matches_torch(CF.conv1d, F.conv1d, case, dtype=torch.float32)
 
@@ -226,14 +233,10 @@ def test_conv1d_float32_matches_torch(case):
 # --- im2col -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dilation", [(1, 1), (2, 2), (3, 1)], ids=_fmt)
-@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (1, 3)], ids=_fmt)
-@pytest.mark.parametrize(
-    ("shape", "kernel"), [((1, 1, 7, 7), (3, 3)), ((2, 3, 9, 8), (2, 3))], ids=["x1x1x7x7-k3x3", "x2x3x9x8-k2x3"]
-)
+@pytest.mark.parametrize(("shape", "kernel", "stride", "dilation"), IM2COL_CASES, ids=_fmt)
 def test_im2col_matches_unfold(shape, kernel, stride, dilation):
     """Same column layout (c, u, v) x (row-major positions) as F.unfold, and the same gradient."""
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
+    x = random_tensor(*shape, requires_grad=True)
     assert_same_values_and_grads(
         lambda t: CF.im2col(t, kernel, stride, dilation),
         lambda t: F.unfold(t, kernel, dilation=dilation, stride=stride),
@@ -245,17 +248,15 @@ def test_im2col_matches_unfold(shape, kernel, stride, dilation):
 # --- resolve_padding ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kernel", "dilation"), [((4, 3), (1, 1)), ((2, 5), (3, 2)), ((1, 1), (1, 1))], ids=["k4x3", "k2x5-d3x2", "k1x1"]
-)
-def test_resolve_padding_same_puts_the_extra_pixel_right_and_bottom(kernel, dilation):
-    """F.pad with the resolved amounts, then a valid convolution, is PyTorch's padding='same'."""
-    x = torch.randn(1, 1, 7, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    w = torch.randn(1, 1, *kernel, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    pads = CF.resolve_padding("same", kernel, (1, 1), dilation)
+@pytest.mark.parametrize(("kernel", "dilation", "padding"), RESOLVE_PADDING_CASES, ids=_fmt)
+def test_resolve_padding_is_the_padding_of_torch(kernel, dilation, padding):
+    """F.pad with the resolved amounts, then a valid convolution, is F.conv2d with that padding: for 'same'
+    with an even dilated kernel the extra pixel goes right and bottom, as in PyTorch."""
+    x, w = random_tensors((1, 2, 7, 8), (3, 2, *kernel))
+    pads = CF.resolve_padding(padding, kernel, (1, 1), dilation)
     torch.testing.assert_close(
         F.conv2d(F.pad(x, pads), w, dilation=dilation),
-        F.conv2d(x, w, padding="same", dilation=dilation),
+        F.conv2d(x, w, padding=padding, dilation=dilation),
         **TOLERANCES[torch.float64],
     )
 

@@ -16,52 +16,72 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.layers.functional.normalization import (
-    batch_norm,
-    batch_norm_backward,
-    group_norm,
-    instance_norm,
-    layer_norm,
-    local_contrast_norm,
-    local_response_norm,
-)
-from torch_reference import assert_same_values_and_grads
+from course_lib.layers import functional as CF
+from torch_reference import assert_same_values_and_grads, random_tensor
 
 # float64 leaves room for summation order only; float32 for its 24-bit mantissa divided by small stds.
 TOLERANCES = {torch.float64: {"atol": 1e-10, "rtol": 1e-9}, torch.float32: {"atol": 1e-4, "rtol": 1e-4}}
 
 
-def _randn(*shape, seed=0, dtype=torch.float64, device="cpu", grad=True):
-    t = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).to(device)
-    return t.requires_grad_(grad)
-
-
 def _running_stats(channels, dtype=torch.float64, device="cpu"):
     """A plausible running mean and a positive running variance."""
-    mean = _randn(channels, seed=10, dtype=dtype, device=device, grad=False)
-    var = _randn(channels, seed=11, dtype=dtype, device=device, grad=False).abs() + 0.5
+    mean = random_tensor(channels, seed=10, dtype=dtype, device=device)
+    var = random_tensor(channels, seed=11, dtype=dtype, device=device).abs() + 0.5
     return mean, var
 
 
-def _id(shape) -> str:
-    return "x".join(map(str, shape))
+def _id(value) -> str:
+    """A shape as 2x3 for a test id; any other value as str does."""
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+# The grids (also measured by benchmarks/reference_errors.py).
+BN_SHAPES = [(5, 3), (1, 4, 7), (3, 2, 6), (2, 3, 6, 5), (1, 2, 3, 4), (2, 2, 3, 4, 2)]
+BN_TRAINING = [(0.1, 1e-5), (0.7, 0.1)]  # (momentum, eps)
+BN_EVAL_EPS = 1e-3
+BN_BACKWARD_SHAPES = [(6, 4), (1, 3, 5), (3, 2, 5, 4), (2, 3, 1, 7)]
+BN_BACKWARD_EPS = [1e-5, 0.5]
+IN_SHAPES = [(1, 3, 7), (3, 2, 6), (2, 3, 6, 5), (1, 2, 3, 4), (2, 2, 3, 4, 2)]
+IN_OPTIONS = dict(momentum=0.3, eps=1e-4)
+LN_CASES = [  # (input shape, normalized_shape)
+    ((4, 10), 10),
+    ((4, 10), [10]),
+    ((1, 3, 5, 6), (3, 5, 6)),  # one pair per example, the CNN use
+    ((2, 3, 5, 6), (5, 6)),
+    ((2, 3, 5, 6), 6),
+    ((3, 7, 4), torch.Size([7, 4])),
+]
+LN_EPS = [1e-5, 0.1]
+GN_CASES = [((3, 4), 2), ((2, 6, 7), 3), ((1, 6, 4, 5), 1), ((2, 6, 4, 5), 2), ((2, 6, 3, 5), 6), ((2, 4, 3, 2, 2), 4)]
+GN_EPS = 1e-3
+# Windows of odd and even sizes, and wider than the channel count (size 9 > C).
+LRN_SHAPES = [(2, 6, 7), (1, 7, 4, 5), (2, 5, 3, 4, 2)]
+LRN_SIZES = [1, 2, 3, 4, 5, 9]
+LRN_PARAMS = [(1e-4, 0.75, 1.0), (2.0, 1.5, 0.5)]  # (alpha, beta, k)
+LCN_CASES = [  # (input shape, kernel_size, sigma)
+    ((1, 1, 6, 5), 3, 1.0),
+    ((2, 3, 7, 6), 5, None),  # the default sigma
+    ((1, 2, 4, 9), 9, 2.0),  # a window wider than the image
+    ((1, 3, 4, 5), 1, None),  # k = 1: the channel mean alone
+    ((2, 2, 12, 10), 9, None),  # a window inside a larger image, two examples
+]
 
 
 # --- batch norm ---------------------------------------------------------------------------------
 
-BN_SHAPES = [(5, 3), (1, 4, 7), (3, 2, 6), (2, 3, 6, 5), (1, 2, 3, 4), (2, 2, 3, 4, 2)]
+
+def _weight_and_bias(shape, dtype=torch.float64, device="cpu"):
+    """An affine transform's weight and bias of ``shape``, leaves that require grad."""
+    return tuple(random_tensor(*shape, seed=seed, dtype=dtype, device=device, requires_grad=True) for seed in (2, 3))
 
 
 def _batch_norm_case(shape, affine, dtype=torch.float64, device="cpu"):
     """input, weight, bias (None without affine) for one channel count."""
-    c = shape[1]
-    x = _randn(*shape, dtype=dtype, device=device)
-    if not affine:
-        return x, None, None
-    return x, _randn(c, seed=2, dtype=dtype, device=device), _randn(c, seed=3, dtype=dtype, device=device)
+    x = random_tensor(*shape, dtype=dtype, device=device, requires_grad=True)
+    return (x, *_weight_and_bias((shape[1],), dtype, device)) if affine else (x, None, None)
 
 
-@pytest.mark.parametrize(("momentum", "eps"), [(0.1, 1e-5), (0.7, 0.1)], ids=["m0.1-eps1e-5", "m0.7-eps0.1"])
+@pytest.mark.parametrize(("momentum", "eps"), BN_TRAINING, ids=lambda v: str(v))
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize("shape", BN_SHAPES, ids=_id)
 def test_batch_norm_training_matches_torch(shape, affine, momentum, eps):
@@ -69,7 +89,7 @@ def test_batch_norm_training_matches_torch(shape, affine, momentum, eps):
     x, w, b = _batch_norm_case(shape, affine)
     ours_stats, torch_stats = _running_stats(shape[1]), _running_stats(shape[1])
     assert_same_values_and_grads(
-        lambda x, w, b: batch_norm(x, *ours_stats, w, b, training=True, momentum=momentum, eps=eps),
+        lambda x, w, b: CF.batch_norm(x, *ours_stats, w, b, training=True, momentum=momentum, eps=eps),
         lambda x, w, b: F.batch_norm(x, *torch_stats, w, b, training=True, momentum=momentum, eps=eps),
         [x, w, b],
         TOLERANCES[torch.float64],
@@ -84,7 +104,7 @@ def test_batch_norm_training_matches_torch(shape, affine, momentum, eps):
 def test_batch_norm_training_without_running_stats_matches_torch(shape):
     x, w, b = _batch_norm_case(shape, affine=True)
     assert_same_values_and_grads(
-        lambda x, w, b: batch_norm(x, None, None, w, b, training=True),
+        lambda x, w, b: CF.batch_norm(x, None, None, w, b, training=True),
         lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
         [x, w, b],
         TOLERANCES[torch.float64],
@@ -99,8 +119,8 @@ def test_batch_norm_eval_matches_torch_and_leaves_running_stats_alone(shape, aff
     stats = _running_stats(shape[1])
     before = [s.clone() for s in stats]
     assert_same_values_and_grads(
-        lambda x, w, b: batch_norm(x, *stats, w, b, training=False, eps=1e-3),
-        lambda x, w, b: F.batch_norm(x, *stats, w, b, training=False, eps=1e-3),
+        lambda x, w, b: CF.batch_norm(x, *stats, w, b, training=False, eps=BN_EVAL_EPS),
+        lambda x, w, b: F.batch_norm(x, *stats, w, b, training=False, eps=BN_EVAL_EPS),
         [x, w, b],
         TOLERANCES[torch.float64],
     )
@@ -116,27 +136,27 @@ def test_batch_norm_running_stats_after_several_steps_equal_nn_batchnorm2d(momen
     """
     module = torch.nn.BatchNorm2d(3, momentum=momentum, dtype=torch.float64)
     with torch.no_grad():
-        module.weight.copy_(_randn(3, seed=2, grad=False))
-        module.bias.copy_(_randn(3, seed=3, grad=False))
+        module.weight.copy_(random_tensor(3, seed=2))
+        module.bias.copy_(random_tensor(3, seed=3))
     running_mean, running_var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
     module.train()
     for step in range(1, 6):
-        x = _randn(4, 3, 5, 6, seed=100 + step, grad=False) * step + step  # a different scale and offset each time
+        x = random_tensor(4, 3, 5, 6, seed=100 + step) * step + step  # a different scale and offset each time
         m = 1.0 / step if momentum is None else momentum
-        ours = batch_norm(x, running_mean, running_var, module.weight, module.bias, training=True, momentum=m)
+        ours = CF.batch_norm(x, running_mean, running_var, module.weight, module.bias, training=True, momentum=m)
         torch.testing.assert_close(ours, module(x), **TOLERANCES[torch.float64])
     torch.testing.assert_close(running_mean, module.running_mean, atol=1e-13, rtol=1e-13)
     torch.testing.assert_close(running_var, module.running_var, atol=1e-13, rtol=1e-13)
     module.eval()
-    x = _randn(2, 3, 4, 4, seed=7, grad=False)
-    torch.testing.assert_close(batch_norm(x, running_mean, running_var, module.weight, module.bias), module(x))
+    x = random_tensor(2, 3, 4, 4, seed=7)
+    torch.testing.assert_close(CF.batch_norm(x, running_mean, running_var, module.weight, module.bias), module(x))
 
 
 def test_batch_norm_stores_the_unbiased_variance():
     """momentum=1 replaces the running variance by the batch's n/(n-1) variance, not the biased one."""
-    x = _randn(3, 2, 2, grad=False)  # n = 6 values per channel
+    x = random_tensor(3, 2, 2)  # n = 6 values per channel
     mean, var = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
-    batch_norm(x, mean, var, training=True, momentum=1.0)
+    CF.batch_norm(x, mean, var, training=True, momentum=1.0)
     torch.testing.assert_close(mean, x.mean((0, 2)))
     torch.testing.assert_close(var, x.var((0, 2), correction=1))
 
@@ -145,7 +165,7 @@ def test_batch_norm_float32_matches_torch():
     x, w, b = _batch_norm_case((4, 3, 5, 6), True, dtype=torch.float32)
     ours_stats, torch_stats = _running_stats(3, torch.float32), _running_stats(3, torch.float32)
     assert_same_values_and_grads(
-        lambda x, w, b: batch_norm(x, *ours_stats, w, b, training=True),
+        lambda x, w, b: CF.batch_norm(x, *ours_stats, w, b, training=True),
         lambda x, w, b: F.batch_norm(x, *torch_stats, w, b, training=True),
         [x, w, b],
         TOLERANCES[torch.float32],
@@ -156,34 +176,32 @@ def test_batch_norm_float32_matches_torch():
 # --- batch_norm_backward ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("eps", [1e-5, 0.5])
+@pytest.mark.parametrize("eps", BN_BACKWARD_EPS)
 @pytest.mark.parametrize("with_weight", [True, False], ids=["weight", "no-weight"])
-@pytest.mark.parametrize("shape", [(6, 4), (1, 3, 5), (3, 2, 5, 4), (2, 3, 1, 7)], ids=_id)
+@pytest.mark.parametrize("shape", BN_BACKWARD_SHAPES, ids=_id)
 def test_batch_norm_backward_matches_autograd(shape, with_weight, eps):
     """The closed form equals autograd through F.batch_norm(training=True) for input, weight and bias."""
     x, w, b = _batch_norm_case(shape, affine=True)
-    dy = _randn(*shape, seed=5, grad=False)
+    dy = random_tensor(*shape, seed=5)
     y = F.batch_norm(x, None, None, w if with_weight else None, b, training=True, eps=eps)
     expected_dx, expected_dw, expected_db = torch.autograd.grad(y, [x, w, b], dy, allow_unused=True)
     if not with_weight:  # the gradient for gamma = 1: dL/dgamma = sum dy * x_hat
         expected_dw = (dy * F.batch_norm(x, None, None, training=True, eps=eps)).sum([0, *range(2, x.ndim)])
-    dx, dw, db = batch_norm_backward(dy, x.detach(), w.detach() if with_weight else None, eps=eps)
+    dx, dw, db = CF.batch_norm_backward(dy, x.detach(), w.detach() if with_weight else None, eps=eps)
     for name, ours, expected in [("input", dx, expected_dx), ("weight", dw, expected_dw), ("bias", db, expected_db)]:
         torch.testing.assert_close(ours, expected, **TOLERANCES[torch.float64], msg=lambda m, n=name: f"grad_{n}: {m}")
 
 
 def test_batch_norm_backward_gives_zero_mean_gradients_orthogonal_to_x_hat():
     """Why the two subtracted sums are there: per channel, sum dx = 0 and sum dx * x_hat = 0 (gamma = 1)."""
-    x, dy = _randn(5, 3, 4, grad=False), _randn(5, 3, 4, seed=9, grad=False)
-    dx, _, _ = batch_norm_backward(dy, x, None, eps=0.0)
+    x, dy = random_tensor(5, 3, 4), random_tensor(5, 3, 4, seed=9)
+    dx, _, _ = CF.batch_norm_backward(dy, x, None, eps=0.0)
     x_hat = (x - x.mean((0, 2), keepdim=True)) / x.std((0, 2), correction=0, keepdim=True)
     torch.testing.assert_close(dx.sum((0, 2)), torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
     torch.testing.assert_close((dx * x_hat).sum((0, 2)), torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
 
 
 # --- instance norm ------------------------------------------------------------------------------
-
-IN_SHAPES = [(1, 3, 7), (3, 2, 6), (2, 3, 6, 5), (1, 2, 3, 4), (2, 2, 3, 4, 2)]
 
 
 @pytest.mark.parametrize("running", [False, True], ids=["no-running", "running"])
@@ -195,8 +213,8 @@ def test_instance_norm_input_stats_matches_torch(shape, affine, running):
     ours_stats = _running_stats(shape[1]) if running else (None, None)
     torch_stats = _running_stats(shape[1]) if running else (None, None)
     assert_same_values_and_grads(
-        lambda x, w, b: instance_norm(x, *ours_stats, w, b, use_input_stats=True, momentum=0.3, eps=1e-4),
-        lambda x, w, b: F.instance_norm(x, *torch_stats, w, b, use_input_stats=True, momentum=0.3, eps=1e-4),
+        lambda x, w, b: CF.instance_norm(x, *ours_stats, w, b, use_input_stats=True, **IN_OPTIONS),
+        lambda x, w, b: F.instance_norm(x, *torch_stats, w, b, use_input_stats=True, **IN_OPTIONS),
         [x, w, b],
         TOLERANCES[torch.float64],
     )
@@ -211,7 +229,7 @@ def test_instance_norm_running_stats_path_matches_torch(shape):
     x, w, b = _batch_norm_case(shape, affine=True)
     stats = _running_stats(shape[1])
     assert_same_values_and_grads(
-        lambda x, w, b: instance_norm(x, *stats, w, b, use_input_stats=False),
+        lambda x, w, b: CF.instance_norm(x, *stats, w, b, use_input_stats=False),
         lambda x, w, b: F.instance_norm(x, *stats, w, b, use_input_stats=False),
         [x, w, b],
         TOLERANCES[torch.float64],
@@ -220,25 +238,16 @@ def test_instance_norm_running_stats_path_matches_torch(shape):
 
 # --- layer norm ---------------------------------------------------------------------------------
 
-LN_CASES = [
-    ((4, 10), 10),
-    ((4, 10), [10]),
-    ((1, 3, 5, 6), (3, 5, 6)),  # one pair per example, the CNN use
-    ((2, 3, 5, 6), (5, 6)),
-    ((2, 3, 5, 6), 6),
-    ((3, 7, 4), torch.Size([7, 4])),
-]
 
-
-@pytest.mark.parametrize("eps", [1e-5, 0.1])
+@pytest.mark.parametrize("eps", LN_EPS)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize(("shape", "normalized_shape"), LN_CASES, ids=[f"{_id(s)}-n{n}" for s, n in LN_CASES])
 def test_layer_norm_matches_torch(shape, normalized_shape, affine, eps):
     norm = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    x = _randn(*shape)
-    w, b = (_randn(*norm, seed=2), _randn(*norm, seed=3)) if affine else (None, None)
+    x = random_tensor(*shape, requires_grad=True)
+    w, b = _weight_and_bias(norm) if affine else (None, None)
     assert_same_values_and_grads(
-        lambda x, w, b: layer_norm(x, normalized_shape, w, b, eps=eps),
+        lambda x, w, b: CF.layer_norm(x, normalized_shape, w, b, eps=eps),
         lambda x, w, b: F.layer_norm(x, norm, w, b, eps=eps),  # F.layer_norm takes no bare int (nn.LayerNorm does)
         [x, w, b],
         TOLERANCES[torch.float64],
@@ -247,16 +256,14 @@ def test_layer_norm_matches_torch(shape, normalized_shape, affine, eps):
 
 # --- group norm ---------------------------------------------------------------------------------
 
-GN_CASES = [((3, 4), 2), ((2, 6, 7), 3), ((1, 6, 4, 5), 1), ((2, 6, 4, 5), 2), ((2, 6, 3, 5), 6), ((2, 4, 3, 2, 2), 4)]
-
 
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize(("shape", "groups"), GN_CASES, ids=[f"{_id(s)}-g{g}" for s, g in GN_CASES])
 def test_group_norm_matches_torch(shape, groups, affine):
     x, w, b = _batch_norm_case(shape, affine)
     assert_same_values_and_grads(
-        lambda x, w, b: group_norm(x, groups, w, b, eps=1e-3),
-        lambda x, w, b: F.group_norm(x, groups, w, b, eps=1e-3),
+        lambda x, w, b: CF.group_norm(x, groups, w, b, eps=GN_EPS),
+        lambda x, w, b: F.group_norm(x, groups, w, b, eps=GN_EPS),
         [x, w, b],
         TOLERANCES[torch.float64],
     )
@@ -264,22 +271,21 @@ def test_group_norm_matches_torch(shape, groups, affine):
 
 def test_group_norm_extremes_are_layer_and_instance_norm():
     """G = 1 standardizes each example over (C, H, W), G = C each (example, channel) map."""
-    x = _randn(2, 4, 3, 5, grad=False)
-    torch.testing.assert_close(group_norm(x, 1), layer_norm(x, x.shape[1:]))
-    torch.testing.assert_close(group_norm(x, 4), instance_norm(x))
+    x = random_tensor(2, 4, 3, 5)
+    torch.testing.assert_close(CF.group_norm(x, 1), CF.layer_norm(x, x.shape[1:]))
+    torch.testing.assert_close(CF.group_norm(x, 4), CF.instance_norm(x))
 
 
 # --- local response normalization ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("alpha", "beta", "k"), [(1e-4, 0.75, 1.0), (2.0, 1.5, 0.5)])
-@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 9])
-@pytest.mark.parametrize("shape", [(2, 6, 7), (1, 7, 4, 5), (2, 5, 3, 4, 2)], ids=_id)
+@pytest.mark.parametrize(("alpha", "beta", "k"), LRN_PARAMS)
+@pytest.mark.parametrize("size", LRN_SIZES)
+@pytest.mark.parametrize("shape", LRN_SHAPES, ids=_id)
 def test_local_response_norm_matches_torch(shape, size, alpha, beta, k):
-    """Windows of odd and even sizes, and wider than the channel count (size 9 > C)."""
-    x = _randn(*shape)
+    x = random_tensor(*shape, requires_grad=True)
     assert_same_values_and_grads(
-        lambda x: local_response_norm(x, size, alpha, beta, k),
+        lambda x: CF.local_response_norm(x, size, alpha, beta, k),
         lambda x: F.local_response_norm(x, size, alpha, beta, k),
         [x],
         TOLERANCES[torch.float64],
@@ -290,7 +296,7 @@ def test_local_response_norm_window_is_centred_with_the_extra_channel_before():
     """size 2 on channel c sums channels c-1 and c: a spike in channel 2 damps channels 2 and 3 only."""
     x = torch.ones(1, 5, 1, 1, dtype=torch.float64)
     x[0, 2] = 10.0
-    y = local_response_norm(x, size=2, alpha=2.0, beta=1.0, k=1.0)
+    y = CF.local_response_norm(x, size=2, alpha=2.0, beta=1.0, k=1.0)
     # divisor 1 + (2 / 2) * (x_{c-1}^2 + x_c^2)
     expected = torch.tensor([1 / 2, 1 / 3, 10 / 102, 1 / 102, 1 / 3], dtype=torch.float64)
     torch.testing.assert_close(y.flatten(), expected)
@@ -327,25 +333,21 @@ def _lcn_by_loops(x: torch.Tensor, kernel_size: int, sigma: float, eps: float) -
     return y
 
 
-@pytest.mark.parametrize(
-    ("shape", "kernel_size", "sigma"),
-    [((1, 1, 6, 5), 3, 1.0), ((2, 3, 7, 6), 5, None), ((1, 2, 4, 9), 9, 2.0), ((1, 3, 4, 5), 1, None)],
-    ids=["x1x1x6x5-k3", "x2x3x7x6-k5-default-sigma", "x1x2x4x9-k9-wider-than-image", "x1x3x4x5-k1-channel-mean"],
-)
+@pytest.mark.parametrize(("shape", "kernel_size", "sigma"), LCN_CASES, ids=_id)
 def test_local_contrast_norm_matches_the_formula_computed_by_loops(shape, kernel_size, sigma):
-    x = _randn(*shape, grad=False) * 2 + 1
+    x = random_tensor(*shape) * 2 + 1
     expected = _lcn_by_loops(x, kernel_size, kernel_size / 4.5 if sigma is None else sigma, eps=1e-4)
-    torch.testing.assert_close(local_contrast_norm(x, kernel_size, sigma), expected, **TOLERANCES[torch.float64])
+    torch.testing.assert_close(CF.local_contrast_norm(x, kernel_size, sigma), expected, **TOLERANCES[torch.float64])
 
 
 def test_local_contrast_norm_is_locally_zero_mean_in_the_interior():
     """A constant plus noise: the subtractive stage removes the constant (3 / divisor would be ~30 stds)."""
-    x = 3.0 + 0.1 * _randn(2, 3, 24, 24, grad=False)
-    y = local_contrast_norm(x, kernel_size=5)
+    x = 3.0 + 0.1 * random_tensor(2, 3, 24, 24)
+    y = CF.local_contrast_norm(x, kernel_size=5)
     interior = y[:, :, 2:-2, 2:-2]
     assert interior.mean().abs() < 0.1 * interior.std(), (interior.mean(), interior.std())
     # A constant image has v = 0 wherever the window lies inside the image.
-    flat = local_contrast_norm(torch.full((1, 2, 9, 9), 5.0, dtype=torch.float64), kernel_size=5)
+    flat = CF.local_contrast_norm(torch.full((1, 2, 9, 9), 5.0, dtype=torch.float64), kernel_size=5)
     assert flat[:, :, 2:-2, 2:-2].abs().max() < 1e-12
     assert flat[:, :, 0, 0].abs().min() > 0.1, "zero padding makes the corners non-zero"
 
@@ -353,22 +355,22 @@ def test_local_contrast_norm_is_locally_zero_mean_in_the_interior():
 @pytest.mark.parametrize("scale", [0.5, 3.0, 100.0])
 def test_local_contrast_norm_is_invariant_to_scaling_the_input(scale):
     """x -> a x scales v, sigma and its mean by a, so y is unchanged while the divisor stays above eps."""
-    x = _randn(2, 3, 10, 8, grad=False)
-    y = local_contrast_norm(x)
+    x = random_tensor(2, 3, 10, 8)
+    y = CF.local_contrast_norm(x)
     assert y.shape == x.shape
-    torch.testing.assert_close(local_contrast_norm(scale * x), y, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(CF.local_contrast_norm(scale * x), y, atol=1e-12, rtol=1e-10)
     # ... but not to adding a constant: only the interior forgets it (the border sees zero padding).
-    assert not torch.allclose(local_contrast_norm(x + 5.0), y, atol=1e-3)
+    assert not torch.allclose(CF.local_contrast_norm(x + 5.0), y, atol=1e-3)
 
 
 def test_local_contrast_norm_gradients_are_right_and_finite_on_flat_regions():
     """gradcheck on random input; on a digit-like image with an exactly zero background no NaN appears."""
-    x = _randn(1, 2, 5, 4)
-    assert torch.autograd.gradcheck(lambda t: local_contrast_norm(t, kernel_size=3), (x,))
+    x = random_tensor(1, 2, 5, 4, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: CF.local_contrast_norm(t, kernel_size=3), (x,))
     digit = torch.zeros(1, 1, 12, 12, dtype=torch.float64)
     digit[0, 0, 4:8, 5:7] = 1.0
     digit.requires_grad_()
-    local_contrast_norm(digit, kernel_size=3).pow(2).sum().backward()
+    CF.local_contrast_norm(digit, kernel_size=3).pow(2).sum().backward()
     assert torch.isfinite(digit.grad).all()
 
 
@@ -381,46 +383,46 @@ def _z(*shape):
 
 BAD_ARGS = [
     # (id, function, kwargs, regex the message must match)
-    ("bn-input-1d", batch_norm, dict(input=_z(4), running_mean=None, running_var=None, training=True), r"^input must have shape \(N, C, \*\)"),
-    ("bn-input-list", batch_norm, dict(input=[[1.0]], running_mean=None, running_var=None), r"^input must be a torch\.Tensor"),
-    ("bn-running-mean-shape", batch_norm, dict(input=_z(2, 3), running_mean=_z(4), running_var=_z(3)), r"^running_mean must have shape \(C,\) = \(3,\), got \(4,\)"),
-    ("bn-running-var-shape", batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3, 1)), r"^running_var must have shape"),
-    ("bn-only-mean", batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=None), r"^running_mean and running_var must be given together"),
-    ("bn-weight-shape", batch_norm, dict(input=_z(2, 3, 4), running_mean=None, running_var=None, weight=_z(2), training=True), r"^weight must have shape \(C,\) = \(3,\), got \(2,\)"),
-    ("bn-bias-shape", batch_norm, dict(input=_z(2, 3, 4), running_mean=None, running_var=None, bias=_z(1), training=True), r"^bias must have shape"),
-    ("bn-eval-no-stats", batch_norm, dict(input=_z(2, 3), running_mean=None, running_var=None, training=False), r"^running_mean and running_var must be tensors when training=False"),
-    ("bn-one-value", batch_norm, dict(input=_z(1, 3), running_mean=None, running_var=None, training=True), r"^input must have more than 1 value per channel"),
-    ("bn-momentum-none", batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3), training=True, momentum=None), r"^momentum must be a number in \[0, 1\], got None"),
-    ("bn-momentum-2", batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3), momentum=2.0), r"^momentum must be"),
-    ("bn-eps-negative", batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3), eps=-1.0), r"^eps must be a number >= 0, got -1.0"),
-    ("bn-eps-0-training", batch_norm, dict(input=_z(2, 3), running_mean=None, running_var=None, training=True, eps=0.0), r"^eps must be a number > 0, got 0.0"),
-    ("in-input-2d", instance_norm, dict(input=_z(2, 3)), r"^input must have shape \(N, C, \*spatial\)"),
-    ("in-one-spatial", instance_norm, dict(input=_z(2, 3, 1)), r"^input must have more than 1 spatial value"),
-    ("in-weight-shape", instance_norm, dict(input=_z(2, 3, 4), weight=_z(4)), r"^weight must have shape \(C,\)"),
-    ("in-running-shape", instance_norm, dict(input=_z(2, 3, 4), running_mean=_z(2), running_var=_z(2)), r"^running_mean must have shape"),
-    ("in-no-stats", instance_norm, dict(input=_z(2, 3, 4), use_input_stats=False), r"^running_mean and running_var must be tensors"),
-    ("ln-shape-mismatch", layer_norm, dict(input=_z(2, 3, 4), normalized_shape=(3,)), r"^input's last 1 dims must be normalized_shape = \(3,\)"),
-    ("ln-shape-too-long", layer_norm, dict(input=_z(3, 4), normalized_shape=(2, 3, 4)), r"^input must have shape \(\*, 2, 3, 4\)"),
-    ("ln-shape-zero", layer_norm, dict(input=_z(3, 4), normalized_shape=0), r"^normalized_shape must be"),
-    ("ln-shape-empty", layer_norm, dict(input=_z(3, 4), normalized_shape=()), r"^normalized_shape must be"),
-    ("ln-shape-float", layer_norm, dict(input=_z(3, 4), normalized_shape=4.0), r"^normalized_shape must be"),
-    ("ln-weight-shape", layer_norm, dict(input=_z(3, 4), normalized_shape=4, weight=_z(3)), r"^weight must have shape normalized_shape = \(4,\)"),
-    ("ln-bias-shape", layer_norm, dict(input=_z(3, 4), normalized_shape=4, bias=_z(1, 4)), r"^bias must have shape"),
-    ("gn-not-dividing", group_norm, dict(input=_z(2, 6, 3), num_groups=4), r"^num_groups must divide the number of channels C = 6"),
-    ("gn-groups-0", group_norm, dict(input=_z(2, 6, 3), num_groups=0), r"^num_groups must be an int >= 1"),
-    ("gn-input-1d", group_norm, dict(input=_z(6), num_groups=2), r"^input must have shape"),
-    ("gn-weight-shape", group_norm, dict(input=_z(2, 6, 3), num_groups=2, weight=_z(2)), r"^weight must have shape \(C,\) = \(6,\)"),
-    ("lrn-input-2d", local_response_norm, dict(input=_z(2, 6), size=3), r"^input must have shape \(N, C, \*spatial\)"),
-    ("lrn-size-0", local_response_norm, dict(input=_z(2, 6, 3), size=0), r"^size must be an int >= 1, got 0"),
-    ("lrn-size-float", local_response_norm, dict(input=_z(2, 6, 3), size=2.0), r"^size must be"),
-    ("lcn-input-3d", local_contrast_norm, dict(input=_z(2, 6, 3)), r"^input must have shape \(N, C, H, W\)"),
-    ("lcn-even-kernel", local_contrast_norm, dict(input=_z(1, 1, 8, 8), kernel_size=4), r"^kernel_size must be an odd int >= 1, got 4"),
-    ("lcn-kernel-0", local_contrast_norm, dict(input=_z(1, 1, 8, 8), kernel_size=0), r"^kernel_size must be"),
-    ("lcn-sigma-0", local_contrast_norm, dict(input=_z(1, 1, 8, 8), sigma=0.0), r"^sigma must be a number > 0"),
-    ("lcn-eps-negative", local_contrast_norm, dict(input=_z(1, 1, 8, 8), eps=-1e-4), r"^eps must be"),
-    ("bnb-shape-mismatch", batch_norm_backward, dict(grad_output=_z(2, 3), input=_z(2, 3, 4), weight=None), r"^grad_output must have input's shape \(2, 3, 4\), got \(2, 3\)"),
-    ("bnb-weight-shape", batch_norm_backward, dict(grad_output=_z(2, 3), input=_z(2, 3), weight=_z(2)), r"^weight must have shape \(C,\)"),
-    ("bnb-one-value", batch_norm_backward, dict(grad_output=_z(1, 3), input=_z(1, 3), weight=None), r"^input must have more than 1 value per channel"),
+    ("bn-input-1d", CF.batch_norm, dict(input=_z(4), running_mean=None, running_var=None, training=True), r"^input must have shape \(N, C, \*\)"),
+    ("bn-input-list", CF.batch_norm, dict(input=[[1.0]], running_mean=None, running_var=None), r"^input must be a torch\.Tensor"),
+    ("bn-running-mean-shape", CF.batch_norm, dict(input=_z(2, 3), running_mean=_z(4), running_var=_z(3)), r"^running_mean must have shape \(C,\) = \(3,\), got \(4,\)"),
+    ("bn-running-var-shape", CF.batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3, 1)), r"^running_var must have shape"),
+    ("bn-only-mean", CF.batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=None), r"^running_mean and running_var must be given together"),
+    ("bn-weight-shape", CF.batch_norm, dict(input=_z(2, 3, 4), running_mean=None, running_var=None, weight=_z(2), training=True), r"^weight must have shape \(C,\) = \(3,\), got \(2,\)"),
+    ("bn-bias-shape", CF.batch_norm, dict(input=_z(2, 3, 4), running_mean=None, running_var=None, bias=_z(1), training=True), r"^bias must have shape"),
+    ("bn-eval-no-stats", CF.batch_norm, dict(input=_z(2, 3), running_mean=None, running_var=None, training=False), r"^running_mean and running_var must be tensors when training=False"),
+    ("bn-one-value", CF.batch_norm, dict(input=_z(1, 3), running_mean=None, running_var=None, training=True), r"^input must have more than 1 value per channel"),
+    ("bn-momentum-none", CF.batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3), training=True, momentum=None), r"^momentum must be a number in \[0, 1\], got None"),
+    ("bn-momentum-2", CF.batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3), momentum=2.0), r"^momentum must be"),
+    ("bn-eps-negative", CF.batch_norm, dict(input=_z(2, 3), running_mean=_z(3), running_var=_z(3), eps=-1.0), r"^eps must be a number >= 0, got -1.0"),
+    ("bn-eps-0-training", CF.batch_norm, dict(input=_z(2, 3), running_mean=None, running_var=None, training=True, eps=0.0), r"^eps must be a number > 0, got 0.0"),
+    ("in-input-2d", CF.instance_norm, dict(input=_z(2, 3)), r"^input must have shape \(N, C, \*spatial\)"),
+    ("in-one-spatial", CF.instance_norm, dict(input=_z(2, 3, 1)), r"^input must have more than 1 spatial value"),
+    ("in-weight-shape", CF.instance_norm, dict(input=_z(2, 3, 4), weight=_z(4)), r"^weight must have shape \(C,\)"),
+    ("in-running-shape", CF.instance_norm, dict(input=_z(2, 3, 4), running_mean=_z(2), running_var=_z(2)), r"^running_mean must have shape"),
+    ("in-no-stats", CF.instance_norm, dict(input=_z(2, 3, 4), use_input_stats=False), r"^running_mean and running_var must be tensors"),
+    ("ln-shape-mismatch", CF.layer_norm, dict(input=_z(2, 3, 4), normalized_shape=(3,)), r"^input's last 1 dims must be normalized_shape = \(3,\)"),
+    ("ln-shape-too-long", CF.layer_norm, dict(input=_z(3, 4), normalized_shape=(2, 3, 4)), r"^input must have shape \(\*, 2, 3, 4\)"),
+    ("ln-shape-zero", CF.layer_norm, dict(input=_z(3, 4), normalized_shape=0), r"^normalized_shape must be"),
+    ("ln-shape-empty", CF.layer_norm, dict(input=_z(3, 4), normalized_shape=()), r"^normalized_shape must be"),
+    ("ln-shape-float", CF.layer_norm, dict(input=_z(3, 4), normalized_shape=4.0), r"^normalized_shape must be"),
+    ("ln-weight-shape", CF.layer_norm, dict(input=_z(3, 4), normalized_shape=4, weight=_z(3)), r"^weight must have shape normalized_shape = \(4,\)"),
+    ("ln-bias-shape", CF.layer_norm, dict(input=_z(3, 4), normalized_shape=4, bias=_z(1, 4)), r"^bias must have shape"),
+    ("gn-not-dividing", CF.group_norm, dict(input=_z(2, 6, 3), num_groups=4), r"^num_groups must divide the number of channels C = 6"),
+    ("gn-groups-0", CF.group_norm, dict(input=_z(2, 6, 3), num_groups=0), r"^num_groups must be an int >= 1"),
+    ("gn-input-1d", CF.group_norm, dict(input=_z(6), num_groups=2), r"^input must have shape"),
+    ("gn-weight-shape", CF.group_norm, dict(input=_z(2, 6, 3), num_groups=2, weight=_z(2)), r"^weight must have shape \(C,\) = \(6,\)"),
+    ("lrn-input-2d", CF.local_response_norm, dict(input=_z(2, 6), size=3), r"^input must have shape \(N, C, \*spatial\)"),
+    ("lrn-size-0", CF.local_response_norm, dict(input=_z(2, 6, 3), size=0), r"^size must be an int >= 1, got 0"),
+    ("lrn-size-float", CF.local_response_norm, dict(input=_z(2, 6, 3), size=2.0), r"^size must be"),
+    ("lcn-input-3d", CF.local_contrast_norm, dict(input=_z(2, 6, 3)), r"^input must have shape \(N, C, H, W\)"),
+    ("lcn-even-kernel", CF.local_contrast_norm, dict(input=_z(1, 1, 8, 8), kernel_size=4), r"^kernel_size must be an odd int >= 1, got 4"),
+    ("lcn-kernel-0", CF.local_contrast_norm, dict(input=_z(1, 1, 8, 8), kernel_size=0), r"^kernel_size must be"),
+    ("lcn-sigma-0", CF.local_contrast_norm, dict(input=_z(1, 1, 8, 8), sigma=0.0), r"^sigma must be a number > 0"),
+    ("lcn-eps-negative", CF.local_contrast_norm, dict(input=_z(1, 1, 8, 8), eps=-1e-4), r"^eps must be"),
+    ("bnb-shape-mismatch", CF.batch_norm_backward, dict(grad_output=_z(2, 3), input=_z(2, 3, 4), weight=None), r"^grad_output must have input's shape \(2, 3, 4\), got \(2, 3\)"),
+    ("bnb-weight-shape", CF.batch_norm_backward, dict(grad_output=_z(2, 3), input=_z(2, 3), weight=_z(2)), r"^weight must have shape \(C,\)"),
+    ("bnb-one-value", CF.batch_norm_backward, dict(grad_output=_z(1, 3), input=_z(1, 3), weight=None), r"^input must have more than 1 value per channel"),
 ]  # fmt: skip
 
 
@@ -437,26 +439,26 @@ def _compare_all(dtype, device) -> None:
     """Every function with a PyTorch twin on one case each, plus batch_norm_backward and LCN."""
     tol = TOLERANCES[dtype]
     x, w, b = _batch_norm_case((3, 4, 5, 6), True, dtype=dtype, device=device)
-    w6, b6 = _randn(6, seed=4, dtype=dtype, device=device), _randn(6, seed=5, dtype=dtype, device=device)
+    w6, b6 = _weight_and_bias((6,), dtype, device)
     stats = [_running_stats(4, dtype, device) for _ in range(2)]
     cases = [
-        (lambda x, w, b: batch_norm(x, *stats[0], w, b, True), lambda x, w, b: F.batch_norm(x, *stats[1], w, b, True), [x, w, b]),
-        (lambda x, w, b: batch_norm(x, *stats[0], w, b), lambda x, w, b: F.batch_norm(x, *stats[1], w, b), [x, w, b]),
-        (lambda x, w, b: instance_norm(x, None, None, w, b), lambda x, w, b: F.instance_norm(x, None, None, w, b), [x, w, b]),
-        (lambda x, w, b: group_norm(x, 2, w, b), lambda x, w, b: F.group_norm(x, 2, w, b), [x, w, b]),
-        (lambda x, w, b: layer_norm(x, (6,), w, b), lambda x, w, b: F.layer_norm(x, (6,), w, b), [x, w6, b6]),
-        (lambda x: local_response_norm(x, 3, 0.5), lambda x: F.local_response_norm(x, 3, 0.5), [x]),
+        (lambda x, w, b: CF.batch_norm(x, *stats[0], w, b, True), lambda x, w, b: F.batch_norm(x, *stats[1], w, b, True), [x, w, b]),
+        (lambda x, w, b: CF.batch_norm(x, *stats[0], w, b), lambda x, w, b: F.batch_norm(x, *stats[1], w, b), [x, w, b]),
+        (lambda x, w, b: CF.instance_norm(x, None, None, w, b), lambda x, w, b: F.instance_norm(x, None, None, w, b), [x, w, b]),
+        (lambda x, w, b: CF.group_norm(x, 2, w, b), lambda x, w, b: F.group_norm(x, 2, w, b), [x, w, b]),
+        (lambda x, w, b: CF.layer_norm(x, (6,), w, b), lambda x, w, b: F.layer_norm(x, (6,), w, b), [x, w6, b6]),
+        (lambda x: CF.local_response_norm(x, 3, 0.5), lambda x: F.local_response_norm(x, 3, 0.5), [x]),
     ]  # fmt: skip
     for ours, reference, tensors in cases:
         assert_same_values_and_grads(ours, reference, tensors, tol)
     torch.testing.assert_close(stats[0], stats[1], **tol)
-    dy = _randn(3, 4, 5, 6, seed=5, dtype=dtype, device=device, grad=False)
+    dy = random_tensor(3, 4, 5, 6, seed=5, dtype=dtype, device=device)
     expected = torch.autograd.grad(F.batch_norm(x, None, None, w, b, True), [x, w, b], dy)
-    for ours, theirs in zip(batch_norm_backward(dy, x.detach(), w.detach()), expected):
+    for ours, theirs in zip(CF.batch_norm_backward(dy, x.detach(), w.detach()), expected):
         torch.testing.assert_close(ours, theirs, **tol)
-    y = local_contrast_norm(x.detach())
+    y = CF.local_contrast_norm(x.detach())
     assert y.device == x.device and y.dtype == dtype
-    torch.testing.assert_close(local_contrast_norm(3 * x.detach()), y, **tol)
+    torch.testing.assert_close(CF.local_contrast_norm(3 * x.detach()), y, **tol)
     torch.testing.assert_close(y.cpu().double(), _lcn_by_loops(x.detach().cpu().double(), 9, 2.0, 1e-4), **tol)
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.layers.functional.conv import conv2d
-from course_lib.layers.functional.transposed import conv_transpose2d
+from course_lib.layers import functional as CF
+from torch_reference import assert_same_values_and_grads, random_tensor, random_tensors
 
 TOLERANCES = {torch.float64: {"atol": 1e-10, "rtol": 1e-9}, torch.float32: {"atol": 1e-4, "rtol": 1e-4}}
 
@@ -68,31 +68,30 @@ class Case:
         )
 
 
-def _params(cases) -> list:
-    return [pytest.param(case, id=str(case)) for case in cases if case.fits()]
-
-
-def _random_tensors(case: Case, dtype, device="cpu", seed=0) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
+def _case_tensors(case: Case, dtype=torch.float64, device="cpu") -> list[torch.Tensor]:
+    """x, weight (and bias) for ``case``, seeded, as leaves that require grad."""
     shapes = [case.x, case.w] + ([(case.c_out,)] if case.bias else [])
-    return [torch.randn(s, generator=generator, dtype=dtype).to(device).requires_grad_() for s in shapes]
+    return random_tensors(*shapes, dtype=dtype, device=device, requires_grad=True)
 
 
 def assert_matches_torch(case: Case, dtype=torch.float64, device="cpu") -> None:
     """Values, shape (against the docstring's formula too) and gradients for x, weight and bias."""
-    tensors = _random_tensors(case, dtype, device)
-    tol = TOLERANCES[dtype]
-    args = tensors if case.bias else [*tensors, None]  # bias is the third argument of both
-    out, expected = conv_transpose2d(*args, **case.kwargs), F.conv_transpose2d(*args, **case.kwargs)
-    assert out.shape == expected.shape == (case.x[0], case.c_out, *case.out_size())
-    torch.testing.assert_close(out, expected, **tol)
-    upstream = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1), dtype=dtype).to(device)
-    grads = torch.autograd.grad(out, tensors, upstream)
-    expected_grads = torch.autograd.grad(expected, tensors, upstream)
-    for name, grad, expected_grad in zip(("input", "weight", "bias"), grads, expected_grads):
-        torch.testing.assert_close(grad, expected_grad, **tol, msg=lambda m, name=name: f"grad of {name}: {m}")
+    tensors = _case_tensors(case, dtype, device)
+
+    def call(fn):
+        # bias is positional third in both; None when the case has none.
+        return lambda x, w, b=None: fn(x, w, b, **case.kwargs)
+
+    assert call(CF.conv_transpose2d)(*tensors).shape == (case.x[0], case.c_out, *case.out_size())
+    assert_same_values_and_grads(call(CF.conv_transpose2d), call(F.conv_transpose2d), tensors, TOLERANCES[dtype],
+                                 names=("input", "weight", "bias"))
 
 
+def _fitting(cases) -> list[Case]:
+    return [case for case in cases if case.fits()]
+
+
+# The grids (also measured by benchmarks/reference_errors.py).
 SHAPES = [
     Case(x=(1, 3, 4, 4), kernel=(3, 3), c_out=2),  # square, batch 1
     Case(x=(2, 2, 3, 5), kernel=(2, 4), c_out=3),  # non-square input and kernel
@@ -102,46 +101,38 @@ STRIDES = [1, 2, (3, 2)]
 PADDINGS = [0, 1, (2, 0)]
 OUTPUT_PADDINGS = [0, (1, 0)]  # kept only where smaller than the stride or the dilation
 DILATIONS = [1, (2, 1)]
-
-
-@pytest.mark.parametrize(
-    "case",
-    _params(
-        replace(shape, stride=s, padding=p, output_padding=op, dilation=d)
-        for shape, s, p, op, d in itertools.product(SHAPES, STRIDES, PADDINGS, OUTPUT_PADDINGS, DILATIONS)
-    ),
+TRANSPOSED_CASES = _fitting(
+    replace(shape, stride=s, padding=p, output_padding=op, dilation=d)
+    for shape, s, p, op, d in itertools.product(SHAPES, STRIDES, PADDINGS, OUTPUT_PADDINGS, DILATIONS)
 )
+GROUP_SHAPES = [Case(x=(2, 4, 5, 4), kernel=(3, 2), c_out=6), Case(x=(1, 4, 3, 3), kernel=(2, 3), c_out=8)]
+GROUP_HYPER = [(1, 0, 0, 1), (2, 1, 1, 1), (2, 0, (1, 0), (1, 2)), (1, 2, 1, 2)]  # stride, padding, output_padding, dilation
+# groups 1, 2 and 4 (= C_in, depthwise) with the C_out of each shape, and depthwise with one output per channel.
+GROUP_CASES = _fitting(
+    replace(shape, stride=s, padding=p, output_padding=op, dilation=d, groups=g, c_out=c_out)
+    for shape, (s, p, op, d) in itertools.product(GROUP_SHAPES, GROUP_HYPER)
+    for g, c_out in [(1, shape.c_out), (2, shape.c_out), (4, shape.c_out), (4, 4)]
+    if c_out % g == 0
+)
+
+
+@pytest.mark.parametrize("case", TRANSPOSED_CASES, ids=str)
 def test_conv_transpose2d_matches_torch(case):
     assert_matches_torch(case)
 
 
-GROUP_SHAPES = [Case(x=(2, 4, 5, 4), kernel=(3, 2), c_out=6), Case(x=(1, 4, 3, 3), kernel=(2, 3), c_out=8)]
-GROUP_HYPER = [(1, 0, 0, 1), (2, 1, 1, 1), (2, 0, (1, 0), (1, 2)), (1, 2, 1, 2)]  # stride, padding, output_padding, dilation
-
-
-def _group_cases() -> list:
-    """groups 1, 2 and 4 (= C_in, depthwise) with the C_out of each shape, and depthwise with one output per channel."""
-    cases = []
-    for shape, (s, p, op, d) in itertools.product(GROUP_SHAPES, GROUP_HYPER):
-        base = replace(shape, stride=s, padding=p, output_padding=op, dilation=d)
-        cases += [replace(base, groups=g) for g in (1, 2, 4) if base.c_out % g == 0]
-        cases.append(replace(base, groups=4, c_out=4))
-    return _params(cases)
-
-
-@pytest.mark.parametrize("case", _group_cases())
+@pytest.mark.parametrize("case", GROUP_CASES, ids=str)
 def test_conv_transpose2d_groups_match_torch(case):
     assert_matches_torch(case)
 
 
 @pytest.mark.parametrize(
     "case",
-    _params(
-        [
-            Case(x=(2, 3, 5, 4), kernel=(3, 3), c_out=4, stride=2, padding=1, output_padding=1),
-            Case(x=(1, 4, 4, 6), kernel=(4, 2), c_out=2, stride=(2, 3), padding=(1, 0), dilation=2, groups=2),
-        ]
-    ),
+    [
+        Case(x=(2, 3, 5, 4), kernel=(3, 3), c_out=4, stride=2, padding=1, output_padding=1),
+        Case(x=(1, 4, 4, 6), kernel=(4, 2), c_out=2, stride=(2, 3), padding=(1, 0), dilation=2, groups=2),
+    ],
+    ids=str,
 )
 def test_conv_transpose2d_float32_matches_torch(case):
     assert_matches_torch(case, dtype=torch.float32)
@@ -155,7 +146,7 @@ def test_stride_2_padding_1_scatters_and_crops():
     """
     x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64).view(1, 1, 1, 3)
     kernel = torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64).view(1, 1, 1, 3)
-    out = conv_transpose2d(x, kernel, stride=(1, 2), padding=(0, 1))
+    out = CF.conv_transpose2d(x, kernel, stride=(1, 2), padding=(0, 1))
     assert out.flatten().tolist() == [10.0, 102.0, 20.0, 203.0, 30.0]
 
 
@@ -167,7 +158,7 @@ def test_checkerboard_when_kernel_not_divisible_by_stride(kernel, expected_inter
     k = 4 covers every interior pixel 2 x 2 times.
     """
     ones = torch.ones(1, 1, 6, 6, dtype=torch.float64)
-    out = conv_transpose2d(ones, torch.ones(1, 1, kernel, kernel, dtype=torch.float64), stride=2)
+    out = CF.conv_transpose2d(ones, torch.ones(1, 1, kernel, kernel, dtype=torch.float64), stride=2)
     interior = out[0, 0, kernel : -kernel, kernel : -kernel]
     assert set(interior.flatten().tolist()) == expected_interior
 
@@ -188,17 +179,17 @@ ADJOINT_CASES = [
 @pytest.mark.parametrize(("shape", "kernel", "c_out", "stride", "padding", "dilation", "groups"), ADJOINT_CASES)
 def test_conv_transpose2d_is_the_adjoint_of_conv2d(shape, kernel, c_out, stride, padding, dilation, groups):
     """<conv2d(x, w), y> = <x, conv_transpose2d(y, w)>: the transpose is the gradient of conv2d for its input."""
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=generator, dtype=torch.float64)
-    w = torch.randn(c_out, shape[1] // groups, *kernel, generator=generator, dtype=torch.float64)
-    conv_out = conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    y = torch.randn(conv_out.shape, generator=generator, dtype=torch.float64)
+    x, w = random_tensors(shape, (c_out, shape[1] // groups, *kernel))
+    conv_out = CF.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = random_tensor(*conv_out.shape, seed=1)
     # conv2d floors (H + 2P - D (k - 1) - 1) / S; the remainder is what output_padding must restore.
     unused = tuple(
         (h + 2 * p - d * (k - 1) - 1) % s
         for h, k, s, p, d in zip(shape[2:], kernel, _pair(stride), _pair(padding), _pair(dilation))
     )
-    back = conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=unused, groups=groups, dilation=dilation)
+    back = CF.conv_transpose2d(
+        y, w, stride=stride, padding=padding, output_padding=unused, groups=groups, dilation=dilation
+    )
     assert back.shape == x.shape
     lhs, rhs = (conv_out * y).sum(), (x * back).sum()
     torch.testing.assert_close(lhs, rhs, **TOLERANCES[torch.float64])
@@ -232,7 +223,7 @@ BAD_ARGS = [
 @pytest.mark.parametrize(("kwargs", "match"), [pytest.param(k, m, id=i) for i, k, m in BAD_ARGS])
 def test_bad_arguments_raise_naming_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        conv_transpose2d(**kwargs)
+        CF.conv_transpose2d(**kwargs)
 
 
 # --- on a GPU -----------------------------------------------------------------------------------

@@ -13,9 +13,12 @@ import math
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from course_lib import init as CI
+from course_lib.init import torchvision_init_
+from course_lib.models import create_model
 
 SHAPES = [(5, 3), (1, 7), (8, 4, 3, 3), (6, 2, 5, 1), (4, 3, 7), (2, 3, 2, 2, 2)]
 DTYPES = [torch.float64, torch.float32]
@@ -45,7 +48,8 @@ def test_fan_of_conv_weight_by_hand():
 
 @pytest.mark.parametrize("bad", [torch.empty(5), torch.tensor(1.0), [[1.0, 2.0]]], ids=["1d", "0d", "list"])
 def test_fan_needs_a_2d_tensor(bad):
-    with pytest.raises(ValueError, match="tensor"):
+    expected = r"tensor must (be a torch.Tensor|have shape \(out, in, \.\.\.\) \(at least 2 dims\))"
+    with pytest.raises(ValueError, match=expected):
         CI.fan_in_and_fan_out(bad)
 
 
@@ -380,7 +384,7 @@ def test_init_model_zeros_default_and_lsuv():
 
 
 def test_init_model_bad_arguments():
-    with pytest.raises(ValueError, match=r"scheme.*'xavier_uniform'.*'lsuv'.*got 'xavier'"):
+    with pytest.raises(ValueError, match=r"scheme.*'lsuv'.*'xavier_uniform'.*got 'xavier'"):
         CI.init_model(_net(), "xavier")
     with pytest.raises(ValueError, match="batch"):
         CI.init_model(_net(), "lsuv")
@@ -403,3 +407,32 @@ def test_cuda_same_values_as_torch(dtype):
     model = _small_net().cuda()
     batch = torch.randn(8, 3, 14, 14, device="cuda")
     assert all(abs(row["variance"] - 1) < 0.05 for row in CI.lsuv_(model, batch))
+
+
+@pytest.mark.parametrize("name", ["vgg11_bn", "resnet18", "mobilenet_v2"])
+def test_torchvision_init_draws_what_torchvision_draws(name):
+    """Seeded, a course_lib twin built with torchvision_init_ holds torchvision's very numbers."""
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)()
+    torch.manual_seed(0)
+    ours = create_model(name)
+    for (key, a), b in zip(theirs.state_dict().items(), ours.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
+def test_torchvision_init_sets_every_layer_kind():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 64, 3), nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(64, 4000))
+    with torch.no_grad():
+        model[1].weight.fill_(3.0)
+    torchvision_init_(model)
+    fan_out = 64 * 3 * 3
+    assert model[0].weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+    assert torch.all(model[0].bias == 0) and torch.all(model[1].weight == 1) and torch.all(model[1].bias == 0)
+    assert model[3].weight.std().item() == pytest.approx(0.01, rel=0.05) and torch.all(model[3].bias == 0)
+    default = nn.Linear(64, 10)
+    before = default.weight.clone(), default.bias.clone()
+    torchvision_init_(default, linear_std=None)
+    assert torch.equal(default.weight, before[0]) and torch.equal(default.bias, before[1])
+    with pytest.raises(ValueError, match="linear_std"):
+        torchvision_init_(model, linear_std=0)

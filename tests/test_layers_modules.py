@@ -127,18 +127,27 @@ def test_drop_connect_linear_eval_is_linear_and_train_drops_weights():
     assert not torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias))
 
 
-def test_squeeze_excitation_loads_torchvision_and_counts():
+@pytest.mark.parametrize("act_layer", [nn.ReLU, nn.SiLU])
+def test_squeeze_excitation_loads_torchvision_and_counts(act_layer):
     from torchvision.ops import SqueezeExcitation as TorchvisionSE
 
+    torch.manual_seed(0)
     c, r = 32, 4
-    ours = SqueezeExcitation(c, reduction=r).double()
-    theirs = TorchvisionSE(c, c // r).double()
+    ours = SqueezeExcitation(c, reduction=r, act_layer=act_layer).double()
+    theirs = TorchvisionSE(c, c // r, activation=act_layer).double()
     assert n_params(ours) == 2 * c * c // r + c // r + c == n_params(theirs)
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, c, 5, 5, dtype=torch.float64)
     torch.testing.assert_close(ours(x), theirs(x), atol=1e-12, rtol=0)
     gate = ours.gate(x)
     assert gate.shape == (2, c, 1, 1) and bool(((gate > 0) & (gate < 1)).all())
+
+
+def test_squeeze_excitation_defaults_to_relu_and_a_reduction_of_16():
+    block = SqueezeExcitation(64)
+    assert isinstance(block.act, nn.ReLU) and block.fc1.out_channels == 4
+    assert list(block.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert SqueezeExcitation(64, squeeze_channels=6).fc1.out_channels == 6
 
 
 def test_cbam_parameters_and_gates():

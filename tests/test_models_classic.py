@@ -13,56 +13,28 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import nn
 
-from course_lib.models import alexnet, create_model, lenet, nin, squeezenet, transfer_state_dict, vgg
-
-# Parameters of ``create_model(name)`` (num_classes=1000, in_channels=3), and where the figure comes from.
-PUBLISHED = [
-    ("lenet5", 146_156, "LeNet-5 simplified as in Dive into Deep Learning 7.6 (LeCun et al. 1998, Fig. 2): 61,706 "
-     "for 10 classes / 1 channel; here 3 channels (+300) and 1000 classes (+84,150)"),
-    ("lenet_modern", 928_070, "lecture seed 004 / Caffe examples/mnist/lenet.prototxt: 431,080 for 10 classes / "
-     "1 channel; here 3 channels (+1,000) and 1000 classes (+495,990)"),
-    ("alexnet", 61_100_840, "torchvision.models.alexnet (Krizhevsky 2014 'One weird trick' single-GPU variant)"),
-    ("zfnet", 62_357_608, "Zeiler & Fergus 2013, Fig. 3 layer table (the paper gives no total; summed from it)"),
-    ("vgg11", 132_863_336, "torchvision.models.vgg11; Simonyan & Zisserman 2015, Table 2: 133M"),
-    ("vgg13", 133_047_848, "torchvision.models.vgg13; Simonyan & Zisserman 2015, Table 2: 133M"),
-    ("vgg16", 138_357_544, "torchvision.models.vgg16; Simonyan & Zisserman 2015, Table 2: 138M"),
-    ("vgg19", 143_667_240, "torchvision.models.vgg19; Simonyan & Zisserman 2015, Table 2: 144M"),
-    ("vgg11_bn", 132_868_840, "torchvision.models.vgg11_bn"),
-    ("vgg13_bn", 133_053_736, "torchvision.models.vgg13_bn"),
-    ("vgg16_bn", 138_365_992, "torchvision.models.vgg16_bn"),
-    ("vgg19_bn", 143_678_248, "torchvision.models.vgg19_bn"),
-    ("nin", 1_158_056, "Lin et al. 2014, the authors' CIFAR-10 Caffe model (gist mavenlin/e56253735ef32c3c296d): "
-     "966,986 for 10 classes; here 1000 classes (+191,070)"),
-    ("squeezenet1_0", 1_248_424, "torchvision.models.squeezenet1_0; Iandola et al. 2016, Table 1: 1,248,424"),
-    ("squeezenet1_1", 1_235_496, "torchvision.models.squeezenet1_1 (authors' repository DeepScale/SqueezeNet v1.1)"),
-]
-
-# The configurations the papers count: (name, options, parameters, source).
-PAPER_CONFIGURATIONS = [
-    ("lenet5", dict(num_classes=10, in_channels=1), 61_706, "simplified LeNet-5, 32x32"),
-    ("lenet5", dict(num_classes=10, in_channels=1, input_size=28), 61_706, "the same, C1 padded by 2"),
-    ("lenet_modern", dict(num_classes=10, in_channels=1), 431_080, "lecture seed 004 on 28x28 MNIST"),
-    ("alexnet", dict(original=True), 60_965_224, "Krizhevsky et al. 2012 ('60 million'), Caffe bvlc_alexnet"),
-    ("nin", dict(num_classes=10), 966_986, "NIN CIFAR-10, authors' Caffe model"),
-]
+from course_lib.models import (
+    alexnet,
+    create_model,
+    lenet,
+    list_models,
+    model_record,
+    nin,
+    squeezenet,
+    transfer_state_dict,
+    vgg,
+)
+from model_helpers import meta_model, n_params
 
 TWINS = ["alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
          "squeezenet1_0", "squeezenet1_1"]  # fmt: skip
-OURS = [name for name, _, _ in PUBLISHED]
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+FAMILIES = {"lenet", "alexnet", "vgg", "nin", "squeezenet"}
+CLASSIC = [name for name in list_models() if model_record(name).family in FAMILIES]
 
 
 def leaves(model: nn.Module) -> list[str]:
     """The leaf modules as their reprs (type and hyperparameters), in registration order."""
     return [repr(m) for m in model.modules() if next(m.children(), None) is None]
-
-
-def meta_model(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
 
 
 def output_shapes(model: nn.Module, input_shape, types=(nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) -> list[tuple]:
@@ -76,17 +48,8 @@ def output_shapes(model: nn.Module, input_shape, types=(nn.Conv2d, nn.MaxPool2d,
     return shapes
 
 
-# ---------------------------------------------------------------- parameter counts
-
-
-@pytest.mark.parametrize("name, expected, source", PUBLISHED, ids=[row[0] for row in PUBLISHED])
-def test_published_parameter_count(name, expected, source):
-    assert n_params(meta_model(name)) == expected, source
-
-
-@pytest.mark.parametrize("name, options, expected, source", PAPER_CONFIGURATIONS, ids=lambda v: str(v))
-def test_paper_configuration_parameter_count(name, options, expected, source):
-    assert n_params(meta_model(name, **options)) == expected, source
+# ---------------------------------------------------------------- structure and torchvision twins
+# (every registered parameter count is checked by tests/test_models_registry.py)
 
 
 def test_lenet5_parameters_layer_by_layer():
@@ -130,7 +93,7 @@ def test_torchvision_weights_transfer_and_give_the_same_outputs(name, size):
         torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_num_classes_and_in_channels_reach_the_model(name):
     model = meta_model(name, num_classes=7, in_channels=1)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -393,3 +356,18 @@ def test_squeezenet_configuration_chains_channels(version):
     assert output_shapes(model, (1, 3, 224, 224), types=(nn.MaxPool2d,))[-1][1:] == (13, 13)
     with pytest.raises(ValueError, match="version"):
         squeezenet.SqueezeNet("1_2")
+
+
+# ---------------------------------------------------------------- the zoo table
+
+
+def test_zoo_table_sets_the_recorded_count_of_the_same_configuration_beside_the_computed_one():
+    from course_lib.models import zoo_table
+
+    default = zoo_table(["nin"])[0]
+    assert default["published"] == default["parameters"] == model_record("nin").parameters
+    ten_classes = zoo_table(["nin"], num_classes=10)[0]
+    assert ten_classes["published"] == ten_classes["parameters"] == 966_986  # the authors' CIFAR-10 model
+    grey = zoo_table(["nin"], in_channels=1)[0]  # no count recorded for one channel
+    assert grey["published"] is None
+    assert grey["parameters"] == default["parameters"] - 2 * 192 * 5 * 5  # 2 channels fewer into conv 192@5x5

@@ -1,9 +1,9 @@
 """DenseNet, MobileNet v1/v2 and EfficientNet B0-B7 (course_lib/models/densenet.py, mobilenet.py, efficientnet.py).
 
-Parameter counts equal torchvision's twins (MobileNet v1, which torchvision lacks: the paper's
-tables), torchvision weights transfer with equal outputs, the width / depth multipliers change
-the layers as the papers' tables say, and the small-input variants run on 32x32 images.
-Big models are built on the meta device only.
+The recorded parameter counts (checked for every model by tests/test_models_registry.py) equal
+torchvision's twins, multiply-adds match the papers, torchvision weights transfer with equal
+outputs, the width / depth multipliers change the layers as the papers' tables say, and the
+small-input variants run on 32x32 images. Big models are built on the meta device only.
 """
 
 from __future__ import annotations
@@ -17,35 +17,12 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from course_lib.analysis import count_flops
-from course_lib.layers import DepthwiseSeparableConv2d, DropPath
-from course_lib.models import create_model, densenet, efficientnet, mobilenet, transfer_state_dict
+from course_lib.layers import DepthwiseSeparableConv2d, DropPath, make_divisible
+from course_lib.models import create_model, densenet, efficientnet, mobilenet, model_record, transfer_state_dict
+from model_helpers import meta_model, n_params
 
-PUBLISHED = [
-    ("densenet121", 7_978_856, "torchvision densenet121; Huang et al. 2017, Table 1 (DenseNet-BC-121, k=32)"),
-    ("densenet169", 14_149_480, "torchvision densenet169; Huang et al. 2017, Table 1 (DenseNet-BC-169, k=32)"),
-    ("mobilenet_v1", 4_231_976, "Howard et al. 2017, Table 8: 1.0 MobileNet-224, 4.2M (convs + BN + 1024x1000 fc)"),
-    ("mobilenet_v2", 3_504_872, "torchvision mobilenet_v2; Sandler et al. 2018, Table 4: 3.4M"),
-    ("efficientnet_b0", 5_288_548, "torchvision efficientnet_b0; Tan & Le 2019, Table 2: 5.3M"),
-    ("efficientnet_b1", 7_794_184, "torchvision efficientnet_b1; Tan & Le 2019, Table 2: 7.8M"),
-    ("efficientnet_b2", 9_109_994, "torchvision efficientnet_b2; Tan & Le 2019, Table 2: 9.2M"),
-    ("efficientnet_b3", 12_233_232, "torchvision efficientnet_b3; Tan & Le 2019, Table 2: 12M"),
-    ("efficientnet_b4", 19_341_616, "torchvision efficientnet_b4; Tan & Le 2019, Table 2: 19M"),
-    ("efficientnet_b5", 30_389_784, "torchvision efficientnet_b5; Tan & Le 2019, Table 2: 30M"),
-    ("efficientnet_b6", 43_040_704, "torchvision efficientnet_b6; Tan & Le 2019, Table 2: 43M"),
-    ("efficientnet_b7", 66_347_960, "torchvision efficientnet_b7; Tan & Le 2019, Table 2: 66M"),
-]
-
-WITHOUT_TWIN = {"mobilenet_v1"}
 EFFICIENTNETS = [f"efficientnet_b{i}" for i in range(8)]
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def on_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
+TORCHVISION_TWINS = ["densenet121", "densenet169", "mobilenet_v2", *EFFICIENTNETS]  # torchvision has no MobileNet v1
 
 
 def macs(model: nn.Module, size: int) -> float:
@@ -53,27 +30,22 @@ def macs(model: nn.Module, size: int) -> float:
     return count_flops(model, (1, 3, size, size)).macs / 1e6
 
 
-# ------------------------------------------------------------------------------------------ parameter counts
+# ------------------------------------------------------------------------------- sizes against references
 
 
-@pytest.mark.parametrize("name, expected, source", PUBLISHED, ids=[row[0] for row in PUBLISHED])
-def test_parameter_count(name, expected, source):
-    assert n_params(on_meta(name)) == expected, source
-    if name not in WITHOUT_TWIN:
-        with torch.device("meta"):
-            twin = torchvision.models.get_model(name, weights=None)
-        assert n_params(twin) == expected
+@pytest.mark.parametrize("name", TORCHVISION_TWINS)
+def test_parameter_count_is_torchvisions(name):
+    with torch.device("meta"):
+        twin = torchvision.models.get_model(name, weights=None)
+    assert n_params(meta_model(name)) == n_params(twin) == model_record(name).parameters
 
 
-def test_mobilenet_v1_matches_the_papers_tables():
-    # Table 8: 4.2M parameters, 569M multiply-adds; Table 6: width multiplier alpha; Table 7: input resolution.
-    assert round(n_params(on_meta("mobilenet_v1")) / 1e6, 1) == 4.2
-    for alpha, params, mult_adds in [(1.0, 4.2, 569), (0.75, 2.6, 325), (0.5, 1.3, 149), (0.25, 0.5, 41)]:
-        model = on_meta("mobilenet_v1", width_mult=alpha)
-        assert round(n_params(model) / 1e6, 1) == params
-        assert round(macs(model, 224)) == mult_adds
+def test_mobilenet_v1_multiply_adds_match_the_papers_tables():
+    # Millions of multiply-adds, Table 6 (width multiplier alpha at 224x224) and Table 7 (input resolution).
+    for alpha, mult_adds in [(1.0, 569), (0.75, 325), (0.5, 149), (0.25, 41)]:
+        assert round(macs(meta_model("mobilenet_v1", width_mult=alpha), 224)) == mult_adds
     for resolution, mult_adds in [(192, 418), (160, 290), (128, 186)]:
-        assert math.floor(macs(on_meta("mobilenet_v1"), resolution)) == mult_adds
+        assert math.floor(macs(meta_model("mobilenet_v1"), resolution)) == mult_adds
 
 
 @pytest.mark.parametrize(
@@ -81,13 +53,13 @@ def test_mobilenet_v1_matches_the_papers_tables():
     [("mobilenet_v2", 300, 3), ("efficientnet_b0", 390, 5)],  # Sandler et al. Table 4; Tan & Le Table 2 (0.39B)
 )
 def test_multiply_adds_match_the_paper(name, published_mmacs, tolerance):
-    assert abs(macs(on_meta(name), 224) - published_mmacs) <= tolerance
+    assert abs(macs(meta_model(name), 224) - published_mmacs) <= tolerance
 
 
 @pytest.mark.parametrize("name, eps", [("efficientnet_b4", 1e-5), ("efficientnet_b5", 1e-3)])
 def test_efficientnet_batch_norm_settings_are_torchvisions(name, eps):
     # torchvision's B5-B7 weights come from TensorFlow (BN eps 1e-3, momentum 0.01); B0-B4 use PyTorch's defaults.
-    norms = [m for m in on_meta(name).modules() if isinstance(m, nn.BatchNorm2d)]
+    norms = [m for m in meta_model(name).modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.device("meta"):
         theirs = [m for m in torchvision.models.get_model(name).modules() if isinstance(m, nn.BatchNorm2d)]
     assert [(m.eps, m.momentum) for m in norms] == [(m.eps, m.momentum) for m in theirs]
@@ -135,7 +107,7 @@ def test_small_input_forward(name, in_channels, size):
 
 @pytest.mark.parametrize("name", ["densenet121", "mobilenet_v1", "mobilenet_v2", "efficientnet_b0"])
 def test_small_input_changes_only_the_stem(name):
-    big, small = on_meta(name), on_meta(name, small_input=True)
+    big, small = meta_model(name), meta_model(name, small_input=True)
     convs = [(m.in_channels, m.out_channels, m.stride) for m in big.modules() if isinstance(m, nn.Conv2d)]
     small_convs = [(m.in_channels, m.out_channels, m.stride) for m in small.modules() if isinstance(m, nn.Conv2d)]
     assert convs[1:] == small_convs[1:] and small_convs[0][2] == (1, 1) and convs[0][2] == (2, 2)
@@ -174,7 +146,7 @@ def test_depthwise_separable_is_course_libs_layer_with_torch_convs():
 
 
 def test_mobilenet_v1_width_mult_scales_every_layer():
-    model = on_meta("mobilenet_v1", width_mult=0.5)
+    model = meta_model("mobilenet_v1", width_mult=0.5)
     stem = model.features[0][0]
     pointwise = [block.pointwise[0].out_channels for block in model.features[1:]]
     assert stem.out_channels == 16
@@ -185,9 +157,9 @@ def test_mobilenet_v1_width_mult_scales_every_layer():
 
 
 def test_mobilenet_v2_width_mult_follows_the_table():
-    model = on_meta("mobilenet_v2", width_mult=0.5)
+    model = meta_model("mobilenet_v2", width_mult=0.5)
     blocks = [m for m in model.features if isinstance(m, mobilenet.InvertedResidual)]
-    expected = [mobilenet.make_divisible(c * 0.5) for t, c, n, s in mobilenet.MOBILENET_V2_SETTING for _ in range(n)]
+    expected = [make_divisible(c * 0.5) for t, c, n, s in mobilenet.MOBILENET_V2_SETTING for _ in range(n)]
     assert [b.conv.project[0].out_channels for b in blocks] == expected
     assert expected[:3] == [8, 16, 16]  # 16 * 0.5 = 8; 24 * 0.5 = 12 rounds up to 16
     assert model.features[0][0].out_channels == 16 and model.last_channels == 1280  # the last conv is not thinned
@@ -199,7 +171,7 @@ def test_mobilenet_v2_width_mult_follows_the_table():
 
 
 def test_mobilenet_v2_residuals_only_where_shapes_agree():
-    model = on_meta("mobilenet_v2")
+    model = meta_model("mobilenet_v2")
     blocks = [m for m in model.features if isinstance(m, mobilenet.InvertedResidual)]
     # (t, c, n, s): the first block of each stage changes channels or stride, the repeats are residual
     expected = [i > 0 for t, c, n, s in mobilenet.MOBILENET_V2_SETTING for i in range(n)]
@@ -208,18 +180,14 @@ def test_mobilenet_v2_residuals_only_where_shapes_agree():
     assert all(projections_are_linear)
 
 
-def test_make_divisible():
-    assert [mobilenet.make_divisible(v) for v in (12, 35.2, 44, 1408.0, 3)] == [16, 32, 48, 1408, 8]
-
-
 def test_efficientnet_b2_scales_width_and_depth_as_the_table_says():
     width, depth = efficientnet.EFFICIENTNET_SCALING["efficientnet_b2"][:2]
-    model = on_meta("efficientnet_b2")
+    model = meta_model("efficientnet_b2")
     stages = model.features[1:-1]
     table = efficientnet.EFFICIENTNET_B0_STAGES
     assert [len(stage) for stage in stages] == [math.ceil(s.repeats * depth) for s in table] == [2, 3, 3, 4, 4, 5, 2]
     outs = [stage[-1].block.project[0].out_channels for stage in stages]
-    assert outs == [mobilenet.make_divisible(s.out_channels * width) for s in table]
+    assert outs == [make_divisible(s.out_channels * width) for s in table]
     assert outs == [16, 24, 48, 88, 120, 208, 352]
     assert model.features[0][0].out_channels == 32 and model.num_features == 1408
     kernels = [stage[0].block.depthwise[0].kernel_size[0] for stage in stages]
@@ -230,16 +198,17 @@ def test_efficientnet_b2_scales_width_and_depth_as_the_table_says():
 
 
 def test_squeeze_excitation_squeezes_from_the_block_input():
-    model = on_meta("efficientnet_b0")
+    model = meta_model("efficientnet_b0")
     for stage in model.features[1:-1]:
         for block in stage:
             in_channels = block.block[0][0].in_channels
             assert block.block.se.fc1.out_channels == max(1, in_channels // 4)
             assert block.block.se.fc1.in_channels == block.block.depthwise[0].out_channels
+            assert isinstance(block.block.se.act, nn.SiLU)
 
 
 def test_stochastic_depth_grows_linearly_to_0_2():
-    model = on_meta("efficientnet_b0")
+    model = meta_model("efficientnet_b0")
     blocks = [block for stage in model.features[1:-1] for block in stage]
     assert len(blocks) == 16
     for i, block in enumerate(blocks):
@@ -275,6 +244,13 @@ def test_compound_scaling():
     assert b7["depth"] == pytest.approx(3.58, abs=0.01) and b7["resolution"] == 596
 
 
+def test_efficientnet_input_size_and_dropout_come_from_the_scaling_table():
+    for name, scaling in efficientnet.EFFICIENTNET_SCALING.items():
+        assert model_record(name).input_size == scaling.resolution
+    assert meta_model("efficientnet_b5").classifier[0].p == efficientnet.EFFICIENTNET_SCALING["efficientnet_b5"].dropout
+    assert meta_model("efficientnet_b5", dropout=0.1).classifier[0].p == 0.1
+
+
 @pytest.mark.parametrize("phi, alpha", [(-1, 1.2), (1, 0.9), ("2", 1.2), (float("nan"), 1.2)])
 def test_compound_scaling_validates(phi, alpha):
     with pytest.raises(ValueError, match="phi|alpha"):
@@ -298,19 +274,25 @@ def test_compound_scaling_validates(phi, alpha):
 )
 def test_options_are_validated(name, option, value):
     with pytest.raises(ValueError, match=option):
-        on_meta(name, **{option: value})
+        meta_model(name, **{option: value})
+
+
+@pytest.mark.parametrize("name", ["densenet121", "mobilenet_v1", "mobilenet_v2", "efficientnet_b0"])
+def test_unknown_options_are_refused(name):
+    with pytest.raises(TypeError, match="widht_mult"):
+        meta_model(name, widht_mult=0.5)
 
 
 def test_num_classes_and_in_channels_reach_the_models():
     for name in ["densenet169", "mobilenet_v1", "mobilenet_v2", "efficientnet_b3"]:
-        model = on_meta(name, num_classes=7, in_channels=1)
+        model = meta_model(name, num_classes=7, in_channels=1)
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         assert convs[0].in_channels == 1 and linears[-1].out_features == 7
 
 
 def test_densenet_blocks_grow_by_k_and_transitions_halve():
-    model = on_meta("densenet121")
+    model = meta_model("densenet121")
     channels = [m.out_channels for name, m in model.features.named_children() if name.startswith("denseblock")]
     assert channels == [64 + 6 * 32, 128 + 12 * 32, 256 + 24 * 32, 512 + 16 * 32]
     halved = [getattr(model.features, f"transition{i}").conv.out_channels for i in (1, 2, 3)]

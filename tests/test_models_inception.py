@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from course_lib.analysis import count_flops
-from course_lib.models import create_model, inception, transfer_state_dict
+from course_lib.models import create_model, transfer_state_dict
 from course_lib.models.inception import (
     GOOGLENET_MODULES,
     GoogLeNetOutputs,
@@ -17,48 +17,7 @@ from course_lib.models.inception import (
     inception_loss,
     inception_multiplies,
 )
-
-# Parameter counts with num_classes=1000, in_channels=3 and the default options (no auxiliary classifiers).
-PUBLISHED = [
-    ("googlenet", 6_624_904, "torchvision googlenet(aux_logits=False); GoogLeNet_Weights.IMAGENET1K_V1 num_params"),
-    ("inception_v3", 23_834_568, "torchvision inception_v3(aux_logits=False); 27,161,264 with its auxiliary head"),
-]
-
-# The same with options: (name, options, expected_params, source).
-PUBLISHED_WITH_OPTIONS = [
-    ("googlenet", {"aux_logits": True}, 13_004_888, "torchvision googlenet(weights=None, aux_logits=True)"),
-    (
-        "inception_v3",
-        {"aux_logits": True},
-        27_161_264,
-        "torchvision inception_v3(weights=None, aux_logits=True); Inception_V3_Weights.IMAGENET1K_V1 num_params",
-    ),
-    (
-        "googlenet",
-        {"paper": True},
-        6_998_552,
-        "computed: Szegedy et al. 2014 Table 1 layers (true 5x5, biases, no BN); its params column sums to ~6.8M "
-        "weights, rounded and without biases",
-    ),
-    ("googlenet", {"paper": True, "aux_logits": True}, 13_378_280, "computed, as above, with the two auxiliary heads"),
-    ("inception_v3", {"small_input": True, "aux_logits": True}, 27_161_264, "small_input keeps every weight"),
-]
-
-
-def _count_on_meta(name: str, **options) -> int:
-    with torch.device("meta"):
-        model = create_model(name, **options)
-    return sum(p.numel() for p in model.parameters())
-
-
-@pytest.mark.parametrize(("name", "expected", "source"), PUBLISHED)
-def test_published_parameter_counts(name, expected, source):
-    assert _count_on_meta(name) == expected, source
-
-
-@pytest.mark.parametrize(("name", "options", "expected", "source"), PUBLISHED_WITH_OPTIONS)
-def test_parameter_counts_with_options(name, options, expected, source):
-    assert _count_on_meta(name, **options) == expected, source
+from model_helpers import meta_model, n_params
 
 
 @pytest.mark.parametrize("aux_logits", [False, True])
@@ -66,7 +25,7 @@ def test_parameter_counts_with_options(name, options, expected, source):
 def test_counts_equal_torchvision(name, aux_logits):
     with torch.device("meta"):
         twin = getattr(torchvision.models, name)(weights=None, aux_logits=aux_logits, init_weights=False)
-    assert _count_on_meta(name, aux_logits=aux_logits) == sum(p.numel() for p in twin.parameters())
+    assert n_params(meta_model(name, aux_logits=aux_logits)) == n_params(twin)
 
 
 # --------------------------------------------------------------------------- weight transfer from torchvision
@@ -223,9 +182,7 @@ def test_forward_small_inputs(name, options, shape):
 
 
 def test_googlenet_structure():
-    with torch.device("meta"):
-        model = create_model("googlenet")
-        paper = create_model("googlenet", paper=True)
+    model, paper = meta_model("googlenet"), meta_model("googlenet", paper=True)
     names = list(model.features)
     assert names[:5] == ["conv1", "maxpool1", "conv2", "conv3", "maxpool2"]
     assert [n for n in names if n.startswith("inception")] == [f"inception{k}" for k in GOOGLENET_MODULES]
@@ -241,9 +198,7 @@ def test_googlenet_structure():
 
 
 def test_small_input_googlenet_keeps_the_modules():
-    with torch.device("meta"):
-        model = create_model("googlenet", small_input=True)
-        full = create_model("googlenet")
+    model, full = meta_model("googlenet", small_input=True), meta_model("googlenet")
     assert "maxpool1" not in model.features and "maxpool2" not in model.features
     assert model.features["conv1"].conv.kernel_size == (3, 3) and model.features["conv1"].conv.stride == (1, 1)
     for key in GOOGLENET_MODULES:
@@ -347,12 +302,4 @@ def test_options_are_validated(name, options, match):
             create_model(name, **options)
         return
     with pytest.raises(ValueError, match=match):
-        with torch.device("meta"):
-            create_model(name, **options)
-
-
-def test_registered():
-    assert inception.googlenet.__name__ == "googlenet"
-    from course_lib.models import list_models
-
-    assert {"googlenet", "inception_v3"} <= set(list_models())
+        meta_model(name, **options)

@@ -1,11 +1,14 @@
 """course_lib.models.resnet: ResNets, ResNeXt, WRN, SE/CBAM ResNets, CIFAR ResNets, plain twins, pre-activation.
 
-Parameter counts against torchvision (exact) and the papers (rounded), torchvision
-weights transferred with equal outputs, forward passes on small inputs, and the
-family's own behaviour: option-A shortcuts, plain nets, stochastic depth.
+The registrations' parameter counts are checked by tests/test_models_registry.py; here: counts equal
+to torchvision's, the papers' rounded figures, torchvision weights transferred with equal outputs,
+forward passes on small inputs, and the family's own behaviour: option-A shortcuts, plain nets,
+stochastic depth, the options each builder takes.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -13,65 +16,9 @@ import torchvision.models as tvm
 from torch import nn
 
 from course_lib.layers import CBAM, SqueezeExcitation
-from course_lib.models import create_model, resnet, transfer_state_dict
-from course_lib.models.resnet import ZeroPadShortcut, drop_path_probabilities
-
-# Parameters of create_model(name) with its defaults (num_classes=1000, in_channels=3): exact,
-# torchvision's count for its twins, computed here for the others with the paper's figure in the source
-# (the CIFAR papers count a 10-class fc: see PAPER_FIGURES, where those figures are checked).
-PUBLISHED = [
-    ("resnet18", 11_689_512, "torchvision.models.resnet18; He et al. 2016, Table 1 (11.7M)"),
-    ("resnet34", 21_797_672, "torchvision.models.resnet34; He et al. 2016, Table 1 (21.8M)"),
-    ("resnet50", 25_557_032, "torchvision.models.resnet50; He et al. 2016, Table 1 (25.6M)"),
-    ("resnet101", 44_549_160, "torchvision.models.resnet101; He et al. 2016, Table 1 (44.5M)"),
-    ("resnet152", 60_192_808, "torchvision.models.resnet152; He et al. 2016, Table 1 (60.2M)"),
-    ("resnext50_32x4d", 25_028_904, "torchvision.models.resnext50_32x4d; Xie et al. 2017, Table 1 (25.0M)"),
-    ("wide_resnet50_2", 68_883_240, "torchvision.models.wide_resnet50_2; Zagoruyko & Komodakis 2016 (68.9M)"),
-    (
-        "se_resnet50",
-        28_088_024,
-        "computed: resnet50 + 2,530,992 SE parameters; 28.09M in Woo et al. 2018 (CBAM), Table 4; "
-        "Hu et al. 2018 (SENet), Sec. 'Model and computational complexity': ~2.5M more than ResNet-50",
-    ),
-    (
-        "cbam_resnet50",
-        28_089_608,
-        "computed: se_resnet50 + 16 blocks x 99 (7x7 spatial conv with bias); Woo et al. 2018, Table 4: 28.09M "
-        "(their code: spatial conv without bias + BN, 100 per block, 28,089,624)",
-    ),
-    ("plain18", 11_515_688, "computed: resnet18 without its 3 projection shortcuts (= resnet18 with option A)"),
-    ("plain34", 21_623_848, "computed: resnet34 without its 3 projection shortcuts (= ResNet-34 A, He et al. Table 3)"),
-    (
-        "preact_resnet18",
-        11_687_720,
-        "computed: resnet18's layout with pre-activation blocks (He et al. 2016b), no published count; "
-        "small_input=True, 10 classes: 11,172,170 (kuangliu/pytorch-cifar's PreActResNet18 + a final BN)",
-    ),
-    ("resnet20", 334_072, "computed; 269,722 for 10 classes: He et al. 2016, Table 6 (0.27M)"),
-    ("resnet32", 528_504, "computed; 464,154 for 10 classes: He et al. 2016, Table 6 (0.46M)"),
-    ("resnet44", 722_936, "computed; 658,586 for 10 classes: He et al. 2016, Table 6 (0.66M)"),
-    ("resnet56", 917_368, "computed; 853,018 for 10 classes: He et al. 2016, Table 6 (0.85M)"),
-    ("resnet110", 1_792_312, "computed; 1,727,962 for 10 classes: He et al. 2016, Table 6 (1.7M)"),
-    ("plain20", 334_072, "computed: = resnet20 (He et al. 2016, Sec. 4.2: option A, same parameters as plain)"),
-    ("plain32", 528_504, "computed: = resnet32 (He et al. 2016, Sec. 4.2)"),
-    ("plain44", 722_936, "computed: = resnet44 (He et al. 2016, Sec. 4.2)"),
-    ("plain56", 917_368, "computed: = resnet56 (He et al. 2016, Sec. 4.2)"),
-    ("plain110", 1_792_312, "computed: = resnet110 (He et al. 2016, Sec. 4.2)"),
-    ("wrn_28_10", 37_113_784, "computed; 36,479,194 for 10 classes: Zagoruyko & Komodakis 2016, Table 4 (36.5M)"),
-]
-
-# The papers' rounded figures: (name, num_classes the paper counts, our exact count, published string).
-# Each published figure is checked to be our count rounded to the digits it shows.
-PAPER_FIGURES = [
-    ("resnet20", 10, 269_722, "0.27M"),
-    ("resnet32", 10, 464_154, "0.46M"),
-    ("resnet44", 10, 658_586, "0.66M"),
-    ("resnet56", 10, 853_018, "0.85M"),
-    ("resnet110", 10, 1_727_962, "1.7M"),
-    ("wrn_28_10", 10, 36_479_194, "36.5M"),
-    ("se_resnet50", 1000, 28_088_024, "28.09M"),
-    ("cbam_resnet50", 1000, 28_089_608, "28.09M"),
-]
+from course_lib.models import create_model, list_models, model_record, resnet, transfer_state_dict
+from course_lib.models.resnet import BasicBlock, Bottleneck, PreActBlock, ZeroPadShortcut, drop_path_probabilities
+from model_helpers import meta_model, n_params
 
 TORCHVISION_TWINS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"]
 CIFAR_NETS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
@@ -79,14 +26,19 @@ CIFAR_PLAIN = ["plain20", "plain32", "plain44", "plain56", "plain110"]
 IMAGENET_NETS = TORCHVISION_TWINS + ["se_resnet50", "cbam_resnet50", "plain18", "plain34", "preact_resnet18"]
 BIG_NETS = ["resnet101", "resnet152", "wide_resnet50_2"]  # forwarded at 32x32 with their ImageNet stem: cheaper
 
+# Every recorded count of the family whose source quotes a paper's rounded figure ("Table 6: 0.27M").
+PAPER_FIGURES = [
+    (name, count, figure)
+    for name in list_models()
+    if model_record(name).family == "resnet"
+    for count in model_record(name).params
+    for figure in re.findall(r"(\d+\.\d+)M\b", count.source)
+]
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
-
-def meta_model(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kwargs)
+def residual_blocks(model: nn.Module) -> list[nn.Module]:
+    """The net's blocks, input to output (block l of L is ``[l - 1]``)."""
+    return [m for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck, PreActBlock))]
 
 
 def eval_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -98,16 +50,6 @@ def eval_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- parameter counts
 
 
-@pytest.mark.parametrize("name, expected, source", PUBLISHED, ids=[row[0] for row in PUBLISHED])
-def test_parameter_count(name, expected, source):
-    assert n_params(meta_model(name)) == expected, source
-
-
-def test_published_covers_every_model_of_the_file():
-    registered = {n for n in resnet.__all__ if n[0].islower() and n not in ("make_shortcut", "drop_path_probabilities")}
-    assert registered == {row[0] for row in PUBLISHED}
-
-
 @pytest.mark.parametrize("name", TORCHVISION_TWINS)
 def test_count_equals_torchvision(name):
     with torch.device("meta"):
@@ -115,25 +57,32 @@ def test_count_equals_torchvision(name):
     assert n_params(meta_model(name)) == n_params(theirs)
 
 
-@pytest.mark.parametrize("name, num_classes, exact, published", PAPER_FIGURES, ids=[r[0] for r in PAPER_FIGURES])
-def test_count_rounds_to_the_papers_figure(name, num_classes, exact, published):
-    count = n_params(meta_model(name, num_classes=num_classes))
-    assert count == exact
-    digits = len(published.rstrip("M").partition(".")[2])
-    assert round(count / 1e6, digits) == float(published.rstrip("M"))
+@pytest.mark.parametrize(
+    "name, count, figure", PAPER_FIGURES, ids=[f"{name}-{figure}M" for name, _, figure in PAPER_FIGURES]
+)
+def test_recorded_count_rounds_to_the_papers_figure(name, count, figure):
+    digits = len(figure.partition(".")[2])
+    assert round(count.parameters / 1e6, digits) == float(figure), count.source
+
+
+def test_the_cifar_nets_record_the_papers_table_6():
+    quoted = {name for name, count, _ in PAPER_FIGURES if count.num_classes == 10 and "Table 6" in count.source}
+    assert quoted == set(CIFAR_NETS)
 
 
 def test_shortcut_options_counts():
     # Option A adds nothing, B projects at the 2 (CIFAR) or 3 (ImageNet) stage transitions, C on every block.
+    def projection(c_in, c_out):  # 1x1 conv + BN
+        return c_in * c_out + 2 * c_out
+
     a, b, c = (n_params(meta_model("resnet20", num_classes=10, shortcut=s)) for s in "ABC")
-    assert a == 269_722 and b == 272_474 and c > b
-    assert b - a == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)  # two 1x1 convs + their BN
+    assert a == n_params(meta_model("plain20", num_classes=10))
+    assert b - a == projection(16, 32) + projection(32, 64)
+    stage1, stage2 = 3 * projection(16, 16), projection(16, 32) + 2 * projection(32, 32)
+    stage3 = projection(32, 64) + 2 * projection(64, 64)
+    assert c - a == stage1 + stage2 + stage3
     assert n_params(meta_model("resnet34", shortcut="A")) == n_params(meta_model("plain34"))
     assert n_params(meta_model("resnet18", shortcut="A")) == n_params(meta_model("plain18"))
-
-
-def test_preact_resnet18_small_input_count():
-    assert n_params(meta_model("preact_resnet18", num_classes=10, small_input=True)) == 11_172_170
 
 
 # ----------------------------------------------------------------------------- torchvision weights
@@ -209,7 +158,7 @@ def test_bottleneck_stride_on_the_3x3_conv_as_torchvision():
     block = meta_model("resnet50").layer2[0]
     assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2) and block.conv2.kernel_size == (3, 3)
     assert [tuple(m.weight.shape) for m in block.shortcut] == [(512, 256, 1, 1), (512,)]  # option B: 1x1 conv + BN
-    assert meta_model("resnet50").layer1[1].shortcut is None  # identity where the shape does not change
+    assert isinstance(meta_model("resnet50").layer1[1].shortcut, nn.Identity)  # where the shape does not change
 
 
 def test_resnext_and_wide_bottlenecks():
@@ -221,10 +170,11 @@ def test_resnext_and_wide_bottlenecks():
 
 @pytest.mark.parametrize("name, module, spatial", [("se_resnet50", SqueezeExcitation, 0), ("cbam_resnet50", CBAM, 99)])
 def test_attention_in_every_bottleneck(name, module, spatial):
-    model = meta_model(name)
-    assert len(model.blocks) == 16 and all(isinstance(block.attention, module) for block in model.blocks)
+    blocks = residual_blocks(meta_model(name))
+    assert len(blocks) == 16 and all(isinstance(block.attention, module) for block in blocks)
     # Reduction 16 on the block's 2048 output channels: 2048 -> 128 -> 2048 with biases (+ CBAM's 7x7 conv on 2 maps).
-    assert n_params(model.layer4[0].attention) == 2 * 2048 * 128 + 128 + 2048 + spatial
+    assert n_params(blocks[-1].attention) == 2 * 2048 * 128 + 128 + 2048 + spatial
+    assert all(block.attention is None for block in residual_blocks(meta_model("resnet50")))
 
 
 def test_small_input_changes_only_the_stem():
@@ -249,7 +199,9 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
 
 def test_cifar_resnet_uses_parameter_free_option_a():
     model = meta_model("resnet20", num_classes=10)
-    shortcuts = [block.shortcut for block in model.blocks if block.shortcut is not None]
+    shortcuts = [block.shortcut for block in residual_blocks(model)]
+    assert [type(s) for s in shortcuts].count(nn.Identity) == 7
+    shortcuts = [s for s in shortcuts if not isinstance(s, nn.Identity)]
     assert len(shortcuts) == 2 and all(isinstance(s, ZeroPadShortcut) for s in shortcuts)
     assert (shortcuts[0].in_channels, shortcuts[0].out_channels) == (16, 32)
     assert not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) for m in model.modules())
@@ -261,7 +213,7 @@ def test_cifar_resnet_uses_parameter_free_option_a():
 @pytest.mark.parametrize("name", ["plain20", "plain18", "plain34"])
 def test_plain_nets_have_no_shortcuts(name):
     model = meta_model(name)
-    assert all(block.plain and block.shortcut is None for block in model.blocks)
+    assert all(block.shortcut is None for block in residual_blocks(model))
     projections = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
     assert not projections and not any(isinstance(m, ZeroPadShortcut) for m in model.modules())
 
@@ -273,9 +225,13 @@ def test_plain_net_differs_from_residual_net_with_same_weights():
     plain.load_state_dict(residual.state_dict())  # same keys: option A adds no parameters
     x = torch.randn(2, 3, 32, 32)
     assert not torch.allclose(eval_forward(plain, x), eval_forward(residual, x))
-    block, h = plain.layer2[0].eval(), torch.randn(2, 16, 8, 8)
-    with torch.no_grad():  # a plain block is ReLU(F(x)), nothing added
-        torch.testing.assert_close(block(h), torch.relu(block.residual_branch(h)))
+    h = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        for block in plain.layer2[0], residual.layer2[0]:
+            branch = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(h)))))  # F(x)
+            shortcut = torch.zeros_like(branch) if block.shortcut is None else block.shortcut(h)
+            torch.testing.assert_close(block(h), torch.relu(branch + shortcut))
+        assert isinstance(residual.layer2[0].shortcut, ZeroPadShortcut)
 
 
 # ----------------------------------------------------------------------------- stochastic depth
@@ -283,14 +239,16 @@ def test_plain_net_differs_from_residual_net_with_same_weights():
 
 def test_drop_path_survival_probabilities_are_linear_in_depth():
     model = meta_model("resnet110", drop_path_rate=0.5)  # Huang et al.: p_L = 0.5
-    drops = [block.drop_path.p for block in model.blocks]
+    drops = [block.drop_path.p for block in residual_blocks(model)]
     total = len(drops)
     assert total == 54
     survival = [1 - p for p in drops]
     assert survival == pytest.approx([1 - l / total * (1 - 0.5) for l in range(1, total + 1)])
-    assert drops == drop_path_probabilities(total, 0.5)
+    assert [[block.drop_path.p for block in stage] for stage in (model.layer1, model.layer2, model.layer3)] == (
+        drop_path_probabilities((18, 18, 18), 0.5)
+    )
     wide = meta_model("wrn_28_10", drop_path_rate=0.2)
-    assert [b.drop_path.p for b in wide.blocks] == pytest.approx([0.2 * l / 12 for l in range(1, 13)])
+    assert [b.drop_path.p for b in residual_blocks(wide)] == pytest.approx([0.2 * l / 12 for l in range(1, 13)])
 
 
 def test_drop_path_is_identity_in_eval_and_random_in_training():
@@ -306,10 +264,12 @@ def test_drop_path_is_identity_in_eval_and_random_in_training():
 
 
 def test_plain_nets_refuse_drop_path():
-    with pytest.raises(ValueError, match="drop_path_rate"):
+    with pytest.raises(TypeError, match="drop_path_rate"):
         create_model("plain20", drop_path_rate=0.1)
     with pytest.raises(ValueError, match="drop_path"):
-        resnet.BasicBlock(16, 16, shortcut=None, drop_path=0.1)
+        BasicBlock(16, 16, shortcut=None, drop_path=0.1)
+    with pytest.raises(ValueError, match="drop_path"):
+        resnet.ResNet(BasicBlock, (1, 1, 1), (16, 32, 64), shortcut=None, drop_path_rate=0.1)
 
 
 # ----------------------------------------------------------------------------- pre-activation and WRN
@@ -318,12 +278,28 @@ def test_plain_nets_refuse_drop_path():
 def test_preactivation_block_order_and_wrn_widths():
     model = meta_model("wrn_28_10", num_classes=10, dropout=0.3)
     first = model.layer1[0]
-    assert [name for name, _ in first.named_children()][:4] == ["bn1", "conv1", "bn2", "conv2"]
+    assert [name for name, _ in first.named_parameters()] == [
+        "bn1.weight", "bn1.bias", "conv1.weight", "bn2.weight", "bn2.bias", "conv2.weight", "shortcut.weight"
+    ]
     assert first.bn1.num_features == 16 and first.conv2.out_channels == 160
     assert isinstance(first.shortcut, nn.Conv2d)  # 1x1 projection, no BN, on the pre-activated input
-    assert [s[-1].conv2.out_channels for s in model.stages] == [160, 320, 640] and len(model.blocks) == 12
-    assert all(block.dropout.p == 0.3 for block in model.blocks)
-    assert meta_model("wrn_28_10").layer1[1].dropout is None
+    assert model.layer1[1].shortcut is None  # the identity
+    assert [s[-1].conv2.out_channels for s in (model.layer1, model.layer2, model.layer3)] == [160, 320, 640]
+    assert isinstance(model.layer4, nn.Identity) and len(residual_blocks(model)) == 12
+    assert all(block.dropout.p == 0.3 for block in residual_blocks(model))
+    assert meta_model("wrn_28_10").layer1[1].dropout.p == 0
+
+
+def test_preactivation_block_adds_x_to_the_branch():
+    torch.manual_seed(0)
+    for block, shape in (PreActBlock(8, 8), (2, 8, 6, 6)), (PreActBlock(8, 16, stride=2), (2, 8, 6, 6)):
+        block.eval()
+        x = torch.randn(shape)
+        with torch.no_grad():
+            pre = torch.relu(block.bn1(x))
+            branch = block.conv2(torch.relu(block.bn2(block.conv1(pre))))
+            identity = x if block.shortcut is None else block.shortcut(pre)
+            torch.testing.assert_close(block(x), branch + identity)
 
 
 # ----------------------------------------------------------------------------- options
@@ -332,19 +308,42 @@ def test_preactivation_block_order_and_wrn_widths():
 @pytest.mark.parametrize(
     "name, options, match",
     [
-        ("resnet18", {"width": 2}, "unknown option"),
-        ("resnet18", {"shortcut": "D"}, "shortcut"),
+        ("resnet18", {"shortcut": "D"}, "shortcut must be one of"),
         ("resnet50", {"drop_path_rate": 1.0}, "drop_path_rate"),
         ("resnet50", {"small_input": "yes"}, "small_input"),
-        ("resnet20", {"small_input": False}, "small_input"),
         ("wrn_28_10", {"dropout": -0.1}, "dropout"),
-        ("resnet20", {"dropout": 0.3}, "unknown option"),
-        ("plain34", {"shortcut": "B"}, "unknown option"),
     ],
 )
 def test_invalid_options_are_refused(name, options, match):
     with pytest.raises(ValueError, match=match):
         create_model(name, **options)
+
+
+@pytest.mark.parametrize(
+    "name, option",
+    [
+        ("resnet18", {"width": 2}),
+        ("resnet20", {"small_input": True}),  # the CIFAR nets always have the small stem
+        ("resnet20", {"dropout": 0.3}),
+        ("plain34", {"shortcut": "B"}),
+        ("wrn_28_10", {"shortcut": "A"}),
+    ],
+)
+def test_options_a_model_does_not_take_are_refused(name, option):
+    with pytest.raises(TypeError, match=next(iter(option))):
+        create_model(name, **option)
+
+
+def test_basic_block_has_no_groups_or_width():
+    with pytest.raises(ValueError, match="groups and base_width"):
+        resnet.ResNet(BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512), groups=32)
+
+
+def test_stages_must_match_their_widths():
+    with pytest.raises(ValueError, match="depths and widths"):
+        resnet.ResNet(BasicBlock, (2, 2), (64, 128))
+    with pytest.raises(ValueError, match="depths and widths"):
+        resnet.PreActResNet((2, 2, 2), (64, 128, 256, 512))
 
 
 def test_builders_validate_sizes_when_called_directly():

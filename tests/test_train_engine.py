@@ -1,7 +1,8 @@
 """course_lib.train.engine: fit, evaluate and History.
 
 Every model here is defined in this file (a tiny CNN on 8x8 inputs, a LeNet-like
-one for the real digits), so these tests do not depend on course_lib.models.
+one for the real digits, toy GoogLeNets with auxiliary heads), so these tests depend
+on course_lib.models only for the auxiliary heads' loss rule (inception_loss).
 Most runs use a list of (x, y) batches as the loader: ``fit`` takes any iterable.
 """
 
@@ -23,8 +24,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.optim import lr_scheduler  # noqa: E402
 
-from course_lib.train import History, TrainingDiverged, evaluate, fit  # noqa: E402
-from course_lib.train import engine  # noqa: E402
+import course_lib.train as train_api  # noqa: E402
+from course_lib.models import inception  # noqa: E402
+from course_lib.train import (  # noqa: E402
+    History, NonFiniteLoss, TrainingDiverged, evaluate, fit, lr_range_test, train_step,
+)  # fmt: skip
+from course_lib.train import engine, schedules  # noqa: E402
 from train_helpers import NaNAt
 
 
@@ -266,6 +271,116 @@ def test_aux_losses_weighted_by_0_3_and_accuracy_from_main(named):
                   device="cpu", progress=False)  # fmt: skip
     expected = F.cross_entropy(main, y) + F.cross_entropy(aux, y)
     assert history.train_loss[0] == pytest.approx(expected.item(), abs=1e-6)
+
+
+class AbsentHead(nn.Module):
+    """A toy scripted torchvision GoogLeNet: in training mode (main, None, aux), a head left out as None."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.main, self.aux = nn.Linear(64, 10), nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return (self.main(x), None, self.aux(x)) if self.training else self.main(x)
+
+
+def test_fit_weights_the_heads_with_inception_loss_and_its_weight(monkeypatch):
+    """GoogLeNet's rule lives once, in course_lib.models.inception: fit hands every batch's output to
+    inception_loss with AUX_LOSS_WEIGHT, an absent head (None) left out."""
+    assert train_api.AUX_LOSS_WEIGHT is inception.AUX_LOSS_WEIGHT
+    seen = []
+
+    def spy(output, target, aux_weight=inception.AUX_LOSS_WEIGHT, criterion=F.cross_entropy):
+        seen.append((len(output), aux_weight))
+        return inception.inception_loss(output, target, aux_weight, criterion)
+
+    monkeypatch.setattr(engine, "inception_loss", spy)
+    model, batches = AbsentHead(), toy_batches()
+    history = fit(model, batches, optimizer=torch.optim.SGD(model.parameters(), lr=0.0), epochs=1,
+                  device="cpu", progress=False)  # fmt: skip
+    # (main, None, aux) each step, as the model returned it, weighted 0.3: inception_loss leaves out the None.
+    assert seen == [(3, inception.AUX_LOSS_WEIGHT)] * len(batches)
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    with torch.no_grad():
+        main, aux = model.main(x.flatten(1)), model.aux(x.flatten(1))
+    expected = F.cross_entropy(main, y) + inception.AUX_LOSS_WEIGHT * F.cross_entropy(aux, y)
+    assert history.train_loss[0] == pytest.approx(expected.item(), abs=1e-6)
+
+
+# --- the one training step ---------------------------------------------------------------------------
+
+
+def test_fit_and_lr_range_test_take_the_same_train_step(monkeypatch):
+    """Every batch of fit and every learning rate of lr_range_test is one call of train_step."""
+    assert schedules.train_step is engine.train_step
+    calls = []
+
+    def spy(model, batch, optimizer, **settings):
+        calls.append(settings)
+        return train_step(model, batch, optimizer, **settings)
+
+    monkeypatch.setattr(engine, "train_step", spy)
+    monkeypatch.setattr(schedules, "train_step", spy)
+    model = tiny_cnn()
+    fit(model, toy_batches(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, clip_grad_norm=1.0,
+        device="cpu", progress=False)  # fmt: skip
+    assert len(calls) == 2 * 4 and all(c["clip_grad_norm"] == 1.0 and c["check_finite"] for c in calls)
+
+    calls.clear()
+    model, batches = TwoHeads(named=False), toy_batches()
+    result = lr_range_test(model, batches, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                           start_lr=1e-6, end_lr=1e-5, num_steps=6)  # fmt: skip
+    assert len(calls) == len(result.lrs) == 6
+    x, y = batches[0]
+    with torch.no_grad():  # the first loss of the sweep has the auxiliary head's share, as in fit
+        expected = F.cross_entropy(model.main(x.flatten(1)), y) + 0.3 * F.cross_entropy(model.aux(x.flatten(1)), y)
+    assert result.raw_losses[0] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_train_step_is_the_plain_pytorch_step():
+    """forward, loss, zero_grad, backward, step: the same numbers as the loop written out."""
+    (x, y), = toy_batches(n=16, batch_size=16)
+    model, reference = tiny_cnn(), tiny_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        result = train_step(model, (x, y), optimizer, device="cpu")
+        logits = reference(x)
+        loss = F.cross_entropy(logits, y)
+        reference_optimizer.zero_grad()
+        loss.backward()
+        reference_optimizer.step()
+        assert torch.equal(result.loss, loss.detach()) and torch.equal(result.logits, logits.detach())
+        assert torch.equal(result.target, y) and not result.loss.requires_grad
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), reference.parameters()))
+
+
+def test_train_step_checks_the_loss_before_backward():
+    batch = toy_batches(n=16, batch_size=16)[0]
+    model = tiny_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(NonFiniteLoss) as info:
+        train_step(model, batch, optimizer, device="cpu", loss_fn=NaNAt(1), check_finite=True)
+    assert math.isnan(info.value.loss) and "not updated" in str(info.value)
+    assert all(p.grad is None and torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    train_step(model, batch, optimizer, device="cpu", loss_fn=NaNAt(1))  # unchecked: the NaN reaches the weights
+    assert not all(p.isfinite().all() for p in model.parameters())
+
+
+def test_train_step_clips_the_unscaled_gradients_with_a_float16_scaler():
+    """The scaler multiplies the loss by 2**16: clipping before unscale_ would make the step 65536 times too short."""
+    batch = toy_batches(n=16, batch_size=16)[0]
+    model = tiny_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = torch.amp.GradScaler("cpu")
+    train_step(model, batch, torch.optim.SGD(model.parameters(), lr=1.0), device="cpu", amp_dtype=torch.float16,
+               scaler=scaler, clip_grad_norm=0.01)  # fmt: skip
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert moved == pytest.approx(0.01, rel=1e-4)
+    assert scaler.get_scale() == 2.0**16  # no overflow: the step was taken, the scale kept
 
 
 def test_label_smoothing_of_the_default_loss():

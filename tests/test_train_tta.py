@@ -206,11 +206,11 @@ def test_vote_counts_each_members_argmax():
 
 
 def test_ensemble_argument_errors():
-    with pytest.raises(ValueError, match="models"):
+    with pytest.raises(ValueError, match="models must be a non-empty sequence"):
         Ensemble([])
-    with pytest.raises(ValueError, match="models"):
+    with pytest.raises(ValueError, match=r"models\[1\] must be a torch.nn.Module, got str"):
         Ensemble([_convnet(0), "not a model"])
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ValueError, match=r"mode must be one of \['mean_prob', 'vote'\], got 'median'"):
         Ensemble([_convnet(0)], mode="median")
     with pytest.raises(ValueError, match="mode"):
         ensemble_predict([_convnet(0)], _images(), mode="max")

@@ -27,15 +27,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .._checks import check_module
 from ..modes import evaluating
 
 __all__ = ["FlopCount", "count_flops", "count_parameters", "parameter_table"]
-
-
-def _check_model(model) -> None:
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
 
 def _count(parameters) -> int:
     """Total number of entries; ValueError for lazy parameters, whose size is not known yet."""
@@ -53,7 +48,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     With ``trainable_only=True``, only those with ``requires_grad`` (e.g. the
     new head of a network whose backbone is frozen).
     """
-    _check_model(model)
+    check_module("model", model)
     return _count(p for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -99,7 +94,7 @@ def parameter_table(model: nn.Module, input_shape=None) -> list[dict]:
     ``parameters`` column sums to :func:`count_parameters` (unless parameters
     are shared between modules). Plain dicts, ready for ``pandas.DataFrame``.
     """
-    _check_model(model)
+    check_module("model", model)
     rows = [
         {"name": name, "type": type(module).__name__, "parameters": _count(module.parameters(recurse=False))}
         for name, module in _rows_modules(model)
@@ -154,7 +149,7 @@ def count_flops(model: nn.Module, input_shape) -> FlopCount:
     cheap next to the products. Operations a container runs itself (e.g. a
     functional call in its ``forward``) are in ``total`` but in no leaf row.
     """
-    _check_model(model)
+    check_module("model", model)
     x = _dummy_input(model, input_shape)
     counter = FlopCounterMode(display=False)
     with evaluating(model), counter:

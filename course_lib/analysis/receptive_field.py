@@ -26,15 +26,15 @@ first with stride 2: r = 1 + 2 * 1 = 3, j = 2, then r = 3 + 2 * 2 = 7.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._checks import as_pair
+from ..layers.functional.conv import resolve_padding
+from ..layers.geometry import output_size, sliding_windows
 
 __all__ = [
     "POINTWISE_LAYERS",
@@ -164,17 +164,6 @@ def _leaves(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module
             yield full, module
 
 
-def _padding_before(padding, kernel: tuple, dilation: tuple) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(before, after) padding per axis for an int, pair, 'valid' or 'same' (extra pixel after, as PyTorch)."""
-    if padding == "valid":
-        return (0, 0), (0, 0)
-    if padding == "same":
-        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
-        return tuple(t // 2 for t in totals), tuple(t - t // 2 for t in totals)
-    pair = as_pair("padding", padding, 0)
-    return pair, pair
-
-
 def _spatial_params(name: str, module: nn.Module):
     """(kernel, stride, dilation, pad_before, pad_after, ceil_mode) per-axis pairs, or None for a pointwise layer.
 
@@ -195,20 +184,8 @@ def _spatial_params(name: str, module: nn.Module):
     kernel = as_pair("kernel_size", module.kernel_size, 1)
     stride = as_pair("stride", module.stride if module.stride is not None else module.kernel_size, 1)
     dilation = as_pair("dilation", getattr(module, "dilation", 1), 1)
-    before, after = _padding_before(getattr(module, "padding", 0), kernel, dilation)
-    return kernel, stride, dilation, before, after, bool(getattr(module, "ceil_mode", False))
-
-
-def _pooled_size(size: int, kernel: int, stride: int, dilation: int, before: int, after: int, ceil_mode: bool) -> int:
-    """Output size along one axis, with PyTorch's ceil_mode rule (the last window must start inside the input)."""
-    span = dilation * (kernel - 1) + 1
-    if span > size + before + after:
-        raise ValueError(f"kernel spans {span} pixels, more than the padded input ({size} + {before} + {after})")
-    rounding = math.ceil if ceil_mode else math.floor
-    out = rounding((size + before + after - span) / stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + before:
-        out -= 1
-    return out
+    left, right, top, bottom = resolve_padding(getattr(module, "padding", 0), kernel, stride, dilation)
+    return kernel, stride, dilation, (top, left), (bottom, right), bool(getattr(module, "ceil_mode", False))
 
 
 def receptive_field_of(model: nn.Module, input_shape) -> ReceptiveField2d:
@@ -243,7 +220,7 @@ def receptive_field_of(model: nn.Module, input_shape) -> ReceptiveField2d:
         for axis, axis_name in enumerate("HW"):
             k, st, d, p = kernel[axis], stride[axis], dilation[axis], before[axis]
             try:
-                sizes[axis] = _pooled_size(sizes[axis], k, st, d, p, after[axis], ceil_mode)
+                sizes[axis] = output_size(sizes[axis], k, st, p, d, padding_after=after[axis], ceil_mode=ceil_mode)
             except ValueError as err:
                 message = f"layer {name!r} does not fit input_shape {input_shape} along {axis_name}: {err}"
                 raise ValueError(message) from None
@@ -275,15 +252,8 @@ class _MeanPool2d(nn.Module):
         self.padding = before
 
     def forward(self, x):
-        pads, spans = [], []
-        for axis in (1, 0):  # F.pad wants (left, right, top, bottom)
-            size, k, s, d, p = (x.shape[2 + axis], self.kernel[axis], self.stride[axis], self.dilation[axis],
-                                self.padding[axis])
-            out, span = _pooled_size(size, k, s, d, p, p, self.ceil_mode), d * (k - 1) + 1
-            pads += [p, max(p, (out - 1) * s + span - size - p)]  # ceil_mode: zeros for the last partial window
-            spans.insert(0, span)
-        windows = F.pad(x, pads).unfold(2, spans[0], self.stride[0]).unfold(3, spans[1], self.stride[1])
-        return windows[..., :: self.dilation[0], :: self.dilation[1]].mean((-2, -1))
+        windows = sliding_windows(x, self.kernel, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode)
+        return windows.mean((-2, -1))
 
 
 def _positive_copy(model: nn.Module) -> nn.Module:

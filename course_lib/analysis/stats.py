@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .counting import _check_model
+from .._checks import check_module
 
 __all__ = ["DEFAULT_LAYER_TYPES", "activation_stats", "gradient_stats"]
 
@@ -83,7 +83,7 @@ def activation_stats(model: nn.Module, batch: torch.Tensor, layer_types=DEFAULT_
 
     The hooks are removed afterwards, also when the forward pass raises.
     """
-    _check_model(model)
+    check_module("model", model)
     types = layer_types if isinstance(layer_types, tuple) else (layer_types,)
     if not types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
         raise ValueError(f"layer_types must be an nn.Module subclass or a tuple of them, got {layer_types!r}")
@@ -136,7 +136,7 @@ def gradient_stats(model: nn.Module, batch, loss_fn: Callable) -> list[dict]:
         those of its gradient, ``weight_norm`` the weight's own L2 norm (their
         ratio times the learning rate is the relative size of an SGD step).
     """
-    _check_model(model)
+    check_module("model", model)
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     if isinstance(batch, torch.Tensor):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._checks import check_choice
+
 __all__ = ["PHOTOS", "load_photo", "to_grayscale"]
 
 # name -> the scikit-image loader of that name; all ship inside the wheel.
@@ -16,13 +18,13 @@ PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon",
 
 
 def to_grayscale(image: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) RGB -> (1, H, W) luminance (ITU-R BT.601 weights); (1, H, W) passes through."""
+    """(3, H, W) RGB -> (1, H, W) luminance by torchvision's ``rgb_to_grayscale``: the ITU-R BT.601 weights
+    as MATLAB's rgb2gray rounds them, 0.2989 R + 0.587 G + 0.114 B. A (1, H, W) image comes back as a copy."""
+    from torchvision.transforms.v2.functional import rgb_to_grayscale
+
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must have shape (1, H, W) or (3, H, W), got {tuple(image.shape)}")
-    if image.shape[0] == 1:
-        return image
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
-    return torch.einsum("chw,c->hw", image, weights).unsqueeze(0)
+    return rgb_to_grayscale(image)
 
 
 def load_photo(name: str, *, gray: bool = False, size: int | tuple[int, int] | None = None) -> torch.Tensor:
@@ -36,8 +38,7 @@ def load_photo(name: str, *, gray: bool = False, size: int | tuple[int, int] | N
     """
     import skimage.data
 
-    if name not in PHOTOS:
-        raise ValueError(f"name must be one of {PHOTOS}, got {name!r}")
+    check_choice("name", name, PHOTOS)
     array = getattr(skimage.data, name)()
     image = torch.from_numpy(np.ascontiguousarray(array)).float() / 255.0
     image = image.unsqueeze(0) if image.ndim == 2 else image.permute(2, 0, 1).contiguous()

@@ -7,6 +7,8 @@ train at PyTorch's speed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -23,23 +25,31 @@ class SqueezeExcitation(nn.Module):
         z = \\mathrm{GAP}(x) \\in \\mathbb{R}^C, \\quad
         s = \\sigma(W_2\\, \\delta(W_1 z)), \\quad y_c = s_c\\, x_c
 
-    with ``W_1``: C -> C/r, ``W_2``: C/r -> C, ``delta`` = ReLU. The two fully
-    connected layers are 1x1 convolutions named ``fc1``/``fc2`` (as in
-    torchvision's ``SqueezeExcitation``, so weights load from it).
+    with ``W_1``: C -> C/r, ``W_2``: C/r -> C, ``delta`` = ReLU (``act_layer``;
+    EfficientNet uses SiLU). The two fully connected layers are 1x1 convolutions
+    named ``fc1``/``fc2`` (as in torchvision's ``SqueezeExcitation``, so weights
+    load from it). ``squeeze_channels`` sets C/r directly (EfficientNet squeezes
+    to a quarter of its block's input, not of C).
     Parameters: 2 C^2 / r + C/r + C. Shapes: (N, C, H, W) -> same.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, squeeze_channels: int | None = None):
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        squeeze_channels: int | None = None,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+    ):
         super().__init__()
         squeeze = squeeze_channels or max(1, channels // reduction)
         self.fc1 = nn.Conv2d(channels, squeeze, 1)
         self.fc2 = nn.Conv2d(squeeze, channels, 1)
-        self.relu = nn.ReLU(inplace=True)
+        self.act = act_layer()
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights s, shape (N, C, 1, 1), in (0, 1)."""
         z = global_avg_pool2d(x, keepdim=True)
-        return torch.sigmoid(self.fc2(self.relu(self.fc1(z))))
+        return torch.sigmoid(self.fc2(self.act(self.fc1(z))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)

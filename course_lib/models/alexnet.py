@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .._checks import check_flag, check_probability
-from .registry import register_model
+from .registry import published, register_model
 
 __all__ = [
     "ALEXNET",
@@ -160,7 +160,13 @@ class ZFNet(AlexNet):
     """ZFNet: AlexNet's pool and classifier on ZF's convolutions (``make_features(ZFNET, ceil_mode=True)``)."""
 
 
-@register_model
+@register_model(
+    paper="Krizhevsky, Sutskever & Hinton 2012, ImageNet classification with deep convolutional neural networks",
+    params=[
+        published(61_100_840, "torchvision.models.alexnet (Krizhevsky 2014 'One weird trick' single-GPU variant)"),
+        published(60_965_224, "Krizhevsky et al. 2012 ('60 million'), Caffe bvlc_alexnet", original=True),
+    ],
+)
 def alexnet(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -169,8 +175,8 @@ def alexnet(
     small_input: bool = False,
     dropout: float = 0.5,
 ) -> AlexNet:
-    """AlexNet. By default torchvision's single-GPU version: 61,100,840 parameters, the same
-    layers in the same order as ``torchvision.models.alexnet`` (its weights transfer).
+    """AlexNet. By default torchvision's single-GPU version: the same layers in the same
+    order as ``torchvision.models.alexnet`` (its weights transfer).
 
     Default (``ALEXNET``), input 224x224 (at least 63x63):
 
@@ -188,15 +194,14 @@ def alexnet(
     ``original=True`` (``ALEXNET_PAPER``), the network of the 2012 paper (Fig. 2),
     input 227x227 (the paper writes 224, but 55 = (227 - 11) / 4 + 1): 96@11x11/4 ->
     55x55, LRN, pool -> 27x27; 256@5x5 in 2 groups, LRN, pool -> 13x13; 384@3x3;
-    384@3x3 in 2 groups; 256@3x3 in 2 groups, pool -> 6x6; the same classifier.
-    60,965,224 parameters (the paper: "60 million"; the same count as Caffe's
-    ``bvlc_alexnet``). The groups are the two GTX 580 GPUs: the maps of conv2, conv4
-    and conv5 only see the previous layer's maps of their own GPU. torchvision's
-    version (after Krizhevsky 2014, "One weird trick for parallelizing convolutional
-    neural networks") drops LRN (which VGG's Sec. 4.1 later found not to help) and the
-    groups (one GPU suffices), changes the widths and pads conv1 so that 224x224
-    inputs give 55x55 maps; the parameters barely change because 58.6M of them are
-    the fully connected layers fc6-fc8, the same in both.
+    384@3x3 in 2 groups; 256@3x3 in 2 groups, pool -> 6x6; the same classifier (the
+    paper's "60 million" parameters, as Caffe's ``bvlc_alexnet``). The groups are the two
+    GTX 580 GPUs: the maps of conv2, conv4 and conv5 only see the previous layer's maps of
+    their own GPU. torchvision's version (after Krizhevsky 2014, "One weird trick for
+    parallelizing convolutional neural networks") drops LRN (which VGG's Sec. 4.1 later
+    found not to help) and the groups (one GPU suffices), changes the widths and pads conv1
+    so that 224x224 inputs give 55x55 maps; the parameters barely change because 58.6M of
+    them are the fully connected layers fc6-fc8, the same in both.
 
     Args:
         original: the 2012 paper's layers (LRN, groups, 96-256-384-384-256 channels).
@@ -215,9 +220,12 @@ def alexnet(
     return AlexNet(make_features(config, in_channels), num_classes=num_classes, dropout=dropout)
 
 
-@register_model
+@register_model(
+    paper="Zeiler & Fergus 2014, Visualizing and understanding convolutional networks",
+    params=[published(62_357_608, "Zeiler & Fergus 2013, Fig. 3 layer table (no total in the paper; summed from it)")],
+)
 def zfnet(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> ZFNet:
-    """ZFNet (Zeiler & Fergus 2013, Fig. 3), input 224x224: 62,357,608 parameters.
+    """ZFNet (Zeiler & Fergus 2013, Fig. 3), input 224x224.
 
     ======  ===============================================  =============
     layer   what                                             output
@@ -233,8 +241,7 @@ def zfnet(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = 
     fc6-8   9216 -> 4096 -> 4096 -> C, dropout 0.5           C
     ======  ===============================================  =============
 
-    Parameter count: the paper gives none; this is the sum over its Fig. 3
-    (14,208 + 614,656 + 885,120 + 1,327,488 + 884,992 conv + 58,631,144 fc). The
+    The paper gives no parameter count; the registered one is the sum over its Fig. 3. The
     changes from AlexNet (Sec. 4.1 and 5.1, found with the deconvnet visualizations): a 7x7
     stride-2 first layer instead of 11x11 stride 4, stride 2 in conv2 (which keeps the
     maps 13x13 after pool2), dense connections in layers 3-5 (one GPU, no groups).

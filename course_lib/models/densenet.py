@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .._checks import check_flag, check_probability
-from .registry import register_model
+from .registry import published, register_model
 
 __all__ = ["DENSENET_BLOCKS", "DenseBlock", "DenseNet", "densenet121", "densenet169"]
 
@@ -170,27 +170,36 @@ class DenseNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
-def _densenet(name: str, num_classes: int, in_channels: int, small_input: bool, drop_rate: float) -> DenseNet:
-    return DenseNet(
-        DENSENET_BLOCKS[name],
-        growth_rate=32,
-        num_init_features=64,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+_PAPER = "Huang, Liu, van der Maaten & Weinberger 2017, Densely connected convolutional networks"
 
 
-@register_model
-def densenet121(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, drop_rate: float = 0.0):
-    """DenseNet-121 (k = 32, blocks 6-12-24-16; 7,978,856 parameters, as torchvision). Input 224x224,
-    or 32x32 with ``small_input=True``. Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
-    return _densenet("densenet121", num_classes, in_channels, small_input, drop_rate)
+@register_model(
+    paper=_PAPER,
+    params=[published(7_978_856, "torchvision.models.densenet121 (Huang et al. 2017, Table 1, k = 32)")],
+)
+def densenet121(
+    num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, drop_rate: float = 0.0
+) -> DenseNet:
+    """DenseNet-121 (k = 32, blocks 6-12-24-16), layer for layer torchvision's ``densenet121``.
+
+    Args:
+        small_input: a 3x3 stride-1 stem without max-pool, for 32x32 inputs (default: 224x224).
+        drop_rate: dropout after each dense layer.
+
+    Shapes: (N, in_channels, H, W) -> (N, num_classes).
+    """
+    return DenseNet(DENSENET_BLOCKS["densenet121"], num_classes=num_classes, in_channels=in_channels,
+                    small_input=small_input, drop_rate=drop_rate)
 
 
-@register_model
-def densenet169(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, drop_rate: float = 0.0):
-    """DenseNet-169 (k = 32, blocks 6-12-32-32; 14,149,480 parameters, as torchvision). Input 224x224,
-    or 32x32 with ``small_input=True``. Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
-    return _densenet("densenet169", num_classes, in_channels, small_input, drop_rate)
+@register_model(
+    paper=_PAPER,
+    params=[published(14_149_480, "torchvision.models.densenet169 (Huang et al. 2017, Table 1, k = 32)")],
+)
+def densenet169(
+    num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, drop_rate: float = 0.0
+) -> DenseNet:
+    """DenseNet-169 (k = 32, blocks 6-12-32-32), layer for layer torchvision's ``densenet169``; options as
+    :func:`densenet121`. Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
+    return DenseNet(DENSENET_BLOCKS["densenet169"], num_classes=num_classes, in_channels=in_channels,
+                    small_input=small_input, drop_rate=drop_rate)

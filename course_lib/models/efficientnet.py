@@ -19,7 +19,7 @@ B1-B7 (:data:`EFFICIENTNET_SCALING`, as in their code and in torchvision) were
 rounded and tuned by hand, and are not exactly these powers:
 :func:`compound_scaling_table` prints both side by side.
 
-Channels ``w c`` are rounded to multiples of 8 (:func:`make_divisible`),
+Channels ``w c`` are rounded to multiples of 8 (:func:`~course_lib.layers.make_divisible`),
 repeats to ``ceil(d n)``. Stochastic depth drops the residual branch of block
 ``i`` of ``L`` with probability ``0.2 i / L`` (:class:`course_lib.layers.DropPath`,
 which is torchvision's ``StochasticDepth(p, "row")``: one Bernoulli per example,
@@ -36,16 +36,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ..layers import Conv2d, DropPath, SqueezeExcitation
-from .._checks import check_probability
-from .mobilenet import conv_bn_act, make_divisible
-from .registry import register_model
+from ..layers import ConvNormAct, DropPath, SqueezeExcitation, make_divisible
+from .._checks import check_choice, check_flag, check_number, check_probability
+from .registry import published, register_model
 
 __all__ = [
     "EFFICIENTNET_B0_STAGES",
@@ -128,8 +128,7 @@ def compound_scaling(
     ``1.2 * 1.1^2 * 1.15^2 = 1.92``. Example: ``compound_scaling(1) == (1.2, 1.1, 1.15)``.
     """
     for name, value in (("phi", phi), ("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        check_number(name, value)
     if phi < 0:
         raise ValueError(f"phi must be >= 0, got {phi!r}")
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
@@ -163,27 +162,11 @@ def compound_scaling_table() -> list[dict]:
     return rows
 
 
-class _SiLUSqueezeExcitation(SqueezeExcitation):
-    """course_lib's squeeze-and-excitation (T68) with EfficientNet's SiLU as the inner activation delta.
-
-    Gate ``sigmoid(fc2(silu(fc1(GAP(x)))))``; fc1/fc2 as in torchvision's ``SqueezeExcitation``.
-    Shapes: (N, C, H, W) -> same.
-    """
-
-    def __init__(self, channels: int, squeeze_channels: int):
-        super().__init__(channels, squeeze_channels=squeeze_channels)
-        del self.relu
-        self.activation = nn.SiLU(inplace=True)
-
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.mean(dim=(2, 3), keepdim=True)  # squeeze: (N, C, 1, 1)
-        return torch.sigmoid(self.fc2(self.activation(self.fc1(z))))
-
-
 class MBConv(nn.Module):
     """Mobile inverted bottleneck with squeeze-and-excitation (paper Table 1's "MBConv6, k5x5": t = 6, k = 5).
 
-    1x1 expand to ``t C_in`` channels, rounded by :func:`make_divisible` (BN, SiLU; absent when t = 1) -> k x k depthwise (BN, SiLU) -> SE with
+    1x1 expand to ``t C_in`` channels, rounded by :func:`~course_lib.layers.make_divisible` (BN, SiLU;
+    absent when t = 1) -> k x k depthwise (BN, SiLU) -> squeeze-and-excitation with SiLU inside and
     ``max(1, C_in // 4)`` squeeze channels (a quarter of the *block input*, not of the expanded width)
     -> linear 1x1 project (BN). When stride is 1 and C_in = C_out the input is added back, the branch
     dropped per example with probability ``drop_path``.
@@ -198,19 +181,18 @@ class MBConv(nn.Module):
         stride: int,
         expand_ratio: float,
         drop_path: float = 0.0,
-        norm_layer=nn.BatchNorm2d,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ):
         super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        check_choice("stride", stride, (1, 2))
         hidden = make_divisible(in_channels * expand_ratio)
-        conv = partial(conv_bn_act, activation=nn.SiLU, norm_layer=norm_layer)
+        conv = partial(ConvNormAct, norm_layer=norm_layer, act_layer=nn.SiLU)
         layers = OrderedDict()
         if hidden != in_channels:
             layers["expand"] = conv(in_channels, hidden, 1)
         layers["depthwise"] = conv(hidden, hidden, kernel, stride, groups=hidden)
-        layers["se"] = _SiLUSqueezeExcitation(hidden, max(1, in_channels // 4))
-        layers["project"] = conv(hidden, out_channels, 1, activation=None)
+        layers["se"] = SqueezeExcitation(hidden, squeeze_channels=max(1, in_channels // 4), act_layer=nn.SiLU)
+        layers["project"] = conv(hidden, out_channels, 1, act_layer=None)
         self.block = nn.Sequential(layers)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
@@ -245,17 +227,15 @@ class EfficientNet(nn.Module):
         num_classes: int = 1000,
         in_channels: int = 3,
         small_input: bool = False,
-        norm_layer=nn.BatchNorm2d,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         stages: list[Stage] = EFFICIENTNET_B0_STAGES,
     ):
         super().__init__()
-        for name, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        check_number("width_mult", width_mult, positive=True)
+        check_number("depth_mult", depth_mult, positive=True)
         check_probability("dropout", dropout)
         check_probability("stochastic_depth_prob", stochastic_depth_prob)
-        if not isinstance(small_input, bool):
-            raise ValueError(f"small_input must be a bool, got {small_input!r}")
+        check_flag("small_input", small_input)
 
         def width(channels: int) -> int:
             return make_divisible(channels * width_mult)
@@ -263,7 +243,7 @@ class EfficientNet(nn.Module):
         def depth(repeats: int) -> int:
             return math.ceil(repeats * depth_mult)
 
-        conv = partial(conv_bn_act, activation=nn.SiLU, norm_layer=norm_layer)
+        conv = partial(ConvNormAct, norm_layer=norm_layer, act_layer=nn.SiLU)
         layers = [conv(in_channels, width(stages[0].in_channels), 3, 1 if small_input else 2)]
         total_blocks, block_id = sum(depth(s.repeats) for s in stages), 0
         for stage in stages:
@@ -287,7 +267,7 @@ class EfficientNet(nn.Module):
     def _init_weights(self) -> None:
         """As torchvision: He-normal (fan_out) convs, BN to identity, U(+-1/sqrt(num_classes)) classifier."""
         for m in self.modules():
-            if isinstance(m, (nn.Conv2d, Conv2d)):  # Conv2d: course_lib's, in the SE blocks
+            if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -307,17 +287,11 @@ def _efficientnet(
     name: str,
     num_classes: int,
     in_channels: int,
-    *,
-    small_input: bool = False,
-    dropout: float | None = None,
-    stochastic_depth_prob: float = 0.2,
+    small_input: bool,
+    dropout: float | None,
+    stochastic_depth_prob: float,
 ) -> EfficientNet:
-    """Build variant ``name`` from its row of :data:`EFFICIENTNET_SCALING`.
-
-    Options of every builder: ``small_input`` (a stride-1 stem for 32x32 inputs),
-    ``dropout`` (default: the table's) and ``stochastic_depth_prob``.
-    Shapes: (N, in_channels, H, W) -> (N, num_classes).
-    """
+    """Variant ``name``: B0's stages scaled by its row of :data:`EFFICIENTNET_SCALING`, torchvision's BatchNorm."""
     scaling = EFFICIENTNET_SCALING[name]
     norm_layer = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01) if name in _TF_BATCH_NORM else nn.BatchNorm2d
     return EfficientNet(
@@ -332,49 +306,76 @@ def _efficientnet(
     )
 
 
-@register_model
-def efficientnet_b0(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B0: 5,288,548 parameters (= torchvision; paper Table 2: 5.3M, 0.39B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b0", num_classes, in_channels, **options)
+_PAPER = "Tan & Le 2019, EfficientNet: rethinking model scaling for convolutional neural networks"
 
 
-@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b1"].resolution)
-def efficientnet_b1(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B1: 7,794,184 parameters (= torchvision; paper Table 2: 7.8M, 0.70B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b1", num_classes, in_channels, **options)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b0"].resolution, paper=_PAPER,
+                params=[published(5_288_548, "torchvision.models.efficientnet_b0; Tan & Le 2019, Table 2: 5.3M")])
+def efficientnet_b0(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B0, the searched network (paper Table 1), layer for layer torchvision's ``efficientnet_b0``.
+
+    Args:
+        small_input: a stride-1 stem, for 32x32 inputs.
+        dropout: before the classifier; None takes the variant's rate from :data:`EFFICIENTNET_SCALING`.
+        stochastic_depth_prob: drop probability of the last block's residual branch.
+
+    Input: the resolution of :data:`EFFICIENTNET_SCALING`. Shapes: (N, in_channels, H, W) -> (N, num_classes).
+    """
+    return _efficientnet("efficientnet_b0", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b2"].resolution)
-def efficientnet_b2(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B2: 9,109,994 parameters (= torchvision; paper Table 2: 9.2M, 1.0B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b2", num_classes, in_channels, **options)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b1"].resolution, paper=_PAPER,
+                params=[published(7_794_184, "torchvision.models.efficientnet_b1; Tan & Le 2019, Table 2: 7.8M")])
+def efficientnet_b1(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B1: B0 scaled by its row of :data:`EFFICIENTNET_SCALING`; options as :func:`efficientnet_b0`."""
+    return _efficientnet("efficientnet_b1", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b3"].resolution)
-def efficientnet_b3(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B3: 12,233,232 parameters (= torchvision; paper Table 2: 12M, 1.8B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b3", num_classes, in_channels, **options)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b2"].resolution, paper=_PAPER,
+                params=[published(9_109_994, "torchvision.models.efficientnet_b2; Tan & Le 2019, Table 2: 9.2M")])
+def efficientnet_b2(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B2: B0 scaled by its row of :data:`EFFICIENTNET_SCALING`; options as :func:`efficientnet_b0`."""
+    return _efficientnet("efficientnet_b2", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b4"].resolution)
-def efficientnet_b4(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B4: 19,341,616 parameters (= torchvision; paper Table 2: 19M, 4.2B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b4", num_classes, in_channels, **options)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b3"].resolution, paper=_PAPER,
+                params=[published(12_233_232, "torchvision.models.efficientnet_b3; Tan & Le 2019, Table 2: 12M")])
+def efficientnet_b3(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B3: B0 scaled by its row of :data:`EFFICIENTNET_SCALING`; options as :func:`efficientnet_b0`."""
+    return _efficientnet("efficientnet_b3", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b5"].resolution)
-def efficientnet_b5(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B5: 30,389,784 parameters (= torchvision; paper Table 2: 30M, 9.9B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b5", num_classes, in_channels, **options)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b4"].resolution, paper=_PAPER,
+                params=[published(19_341_616, "torchvision.models.efficientnet_b4; Tan & Le 2019, Table 2: 19M")])
+def efficientnet_b4(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B4: B0 scaled by its row of :data:`EFFICIENTNET_SCALING`; options as :func:`efficientnet_b0`."""
+    return _efficientnet("efficientnet_b4", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b6"].resolution)
-def efficientnet_b6(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B6: 43,040,704 parameters (= torchvision; paper Table 2: 43M, 19B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b6", num_classes, in_channels, **options)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b5"].resolution, paper=_PAPER,
+                params=[published(30_389_784, "torchvision.models.efficientnet_b5; Tan & Le 2019, Table 2: 30M")])
+def efficientnet_b5(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B5: B0 scaled by its row of :data:`EFFICIENTNET_SCALING`; options as :func:`efficientnet_b0`."""
+    return _efficientnet("efficientnet_b5", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
 
 
-@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b7"].resolution)
-def efficientnet_b7(num_classes: int = 1000, in_channels: int = 3, **options) -> EfficientNet:
-    """EfficientNet-B7: 66,347,960 parameters (= torchvision; paper Table 2: 66M, 37B FLOPs). Options: see _efficientnet."""
-    return _efficientnet("efficientnet_b7", num_classes, in_channels, **options)
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b6"].resolution, paper=_PAPER,
+                params=[published(43_040_704, "torchvision.models.efficientnet_b6; Tan & Le 2019, Table 2: 43M")])
+def efficientnet_b6(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B6: B0 scaled by its row of :data:`EFFICIENTNET_SCALING`; options as :func:`efficientnet_b0`."""
+    return _efficientnet("efficientnet_b6", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)
+
+
+@register_model(input_size=EFFICIENTNET_SCALING["efficientnet_b7"].resolution, paper=_PAPER,
+                params=[published(66_347_960, "torchvision.models.efficientnet_b7; Tan & Le 2019, Table 2: 66M")])
+def efficientnet_b7(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False,
+                    dropout: float | None = None, stochastic_depth_prob: float = 0.2) -> EfficientNet:
+    """EfficientNet-B7: B0 scaled by its row of :data:`EFFICIENTNET_SCALING`; options as :func:`efficientnet_b0`."""
+    return _efficientnet("efficientnet_b7", num_classes, in_channels, small_input, dropout, stochastic_depth_prob)

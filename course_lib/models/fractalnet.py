@@ -32,11 +32,11 @@ Neither is applied in eval mode, where each join averages all its inputs.
 ``model(x, column=c)`` runs the column-``c`` subnetwork alone (e.g. the deepest,
 a plain 20-layer net: the "deepest column alone" rows of Table 1).
 
-Parameters: our 20-layer CIFAR model has 33,724,618 parameters (10 classes).
-Table 1 of the paper lists 38.6M; the authors' released generator
+Parameters: Table 1 of the paper lists 38.6M for the 20-layer CIFAR model, which
+the described architecture does not reproduce: the authors' released generator
 (github.com/gustavla/fractalnet, generation/fractalnet.py, same settings) gives
-33.7M as well, as do other reimplementations (khanrc/pt.fractalnet notes the
-gap): the 38.6M figure is not reproduced by the described architecture.
+the count recorded with :func:`fractalnet`'s registration, as do other
+reimplementations (khanrc/pt.fractalnet notes the gap).
 
 Differences from the authors' Caffe model: conv without bias followed by an
 affine BatchNorm (theirs: conv with bias, BatchNorm without scale/shift), the
@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from .._checks import check_int, check_probability
-from .registry import register_model
+from .registry import published, register_model
 
 __all__ = ["FractalJoin", "FractalBlock", "FractalNet", "FRACTALNET_CIFAR", "fractalnet"]
 
@@ -182,13 +182,13 @@ class FractalNet(nn.Module):
     """Fractal blocks with max-pooling after each, global average pool, linear classifier.
 
     Args:
+        num_classes, in_channels: outputs of the classifier, channels of the input images.
         channels: output channels of each block; one block per entry (CIFAR: 64, 128, 256, 512, 512).
         columns: C, columns per block (CIFAR: 3, the 20-layer net; 4 gives 40 layers).
         dropout: dropout rate per block (one per entry of ``channels``), one rate for all blocks,
             or None for the paper's schedule: 0 in the first block, +0.1 per block (0, 0.1, ..., 0.4).
         drop_path_local: probability that a join drops each of its inputs (training only).
         drop_path_global: probability that a training mini-batch runs a single random column.
-        num_classes, in_channels: outputs of the classifier, channels of the input images.
 
     ``forward(x, column=None)``: (N, in_channels, H, W) -> (N, num_classes), H and W
     divisible by ``2**len(channels)`` (32x32 for the CIFAR model: 32 -> 1).
@@ -197,13 +197,14 @@ class FractalNet(nn.Module):
 
     def __init__(
         self,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        *,
         channels: Sequence[int] = FRACTALNET_CIFAR["channels"],
         columns: int = FRACTALNET_CIFAR["columns"],
         dropout: float | Sequence[float] | None = None,
         drop_path_local: float = FRACTALNET_CIFAR["drop_path_local"],
         drop_path_global: float = FRACTALNET_CIFAR["drop_path_global"],
-        num_classes: int = 1000,
-        in_channels: int = 3,
     ):
         super().__init__()
         if not isinstance(channels, (tuple, list)) or not channels or not all(
@@ -250,7 +251,19 @@ class FractalNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
-@register_model(input_size=32)
+@register_model(
+    input_size=32,
+    paper="Larsson, Maire & Shakhnarovich 2017, FractalNet: ultra-deep neural networks without residuals",
+    params=[
+        published(34_232_488, "computed for the defaults (1000 classes)"),
+        published(
+            33_724_618,
+            "computed: B=5, C=3, 64-128-256-512-512 for CIFAR-10, as the authors' generator "
+            "(github.com/gustavla/fractalnet); Larsson et al. 2017, Table 1 lists 38.6M, not reproduced",
+            num_classes=10,
+        ),
+    ],
+)
 def fractalnet(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -265,8 +278,8 @@ def fractalnet(
 
     Regularised as in the paper by default: dropout 0-0.4 by block, local drop-path 0.15 and
     global drop-path on half of the mini-batches (``dropout=0.0, drop_path_local=0.0,
-    drop_path_global=0.0`` turns all off). 33,724,618 parameters with 10 classes (the
-    paper's Table 1 says 38.6M; see the module docstring). Input 32x32.
+    drop_path_global=0.0`` turns all off); the options are :class:`FractalNet`'s. Input 32x32.
     Shapes: (N, in_channels, 32, 32) -> (N, num_classes); ``model(x, column=c)`` runs column c alone.
     """
-    return FractalNet(channels, columns, dropout, drop_path_local, drop_path_global, num_classes, in_channels)
+    return FractalNet(num_classes, in_channels, channels=channels, columns=columns, dropout=dropout,
+                      drop_path_local=drop_path_local, drop_path_global=drop_path_global)

@@ -20,8 +20,7 @@ Two models of the paper, both for 28x28 MNIST digits:
   highway layers"; then a softmax layer. The paper gives ~5000 parameters per
   highway layer (2 x (50 x 50 + 50) = 5,100) but no total.
 - :func:`highway_convnet`: the 10-layer convolutional highway nets of Table 1
-  (MNIST: 39 K parameters at width 16, 151 K at width 32), laid out as in the
-  authors' released Caffe model
+  (MNIST, widths 16 and 32), laid out as in the authors' released Caffe model
   (github.com/flukeskywalker/highway-networks, examples/highways/mnist-10layers):
   a plain 5x5 conv, eight 3x3 highway convs in three stages separated by
   max-pooling, dropout, and a linear classifier.
@@ -35,8 +34,9 @@ import torch
 from torch import nn
 
 from ..layers import HighwayLayer
-from .._checks import check_int
-from .registry import register_model
+from ..layers.geometry import output_size
+from .._checks import check_flag, check_int, check_number
+from .registry import published, register_model
 
 __all__ = [
     "HighwayNet",
@@ -46,11 +46,6 @@ __all__ = [
     "highway_net",
     "highway_convnet",
 ]
-
-
-def _check_gate_bias(gate_bias) -> None:
-    if not isinstance(gate_bias, (int, float)) or isinstance(gate_bias, bool) or not math.isfinite(gate_bias):
-        raise ValueError(f"gate_bias must be a finite number (negative: start near carry), got {gate_bias!r}")
 
 
 class HighwayNet(nn.Module):
@@ -70,11 +65,13 @@ class HighwayNet(nn.Module):
     Shapes: (N, C, H, W) with ``C*H*W == in_features``, or (N, in_features) -> (N, num_classes).
     """
 
-    def __init__(self, in_features: int, num_classes: int, depth: int = 10, width: int = 50, gate_bias: float = -2.0):
+    def __init__(
+        self, in_features: int, num_classes: int, *, depth: int = 10, width: int = 50, gate_bias: float = -2.0
+    ):
         super().__init__()
         check_int("depth", depth, 2)
         check_int("width", width, 1)
-        _check_gate_bias(gate_bias)
+        check_number("gate_bias", gate_bias)
         self.in_features = in_features
         # The first layer changes the width, so it cannot carry its input: a plain layer.
         self.stem = nn.Sequential(nn.Linear(in_features, width), nn.ReLU(inplace=True))
@@ -124,11 +121,6 @@ HIGHWAY_CONVNET_STAGES: tuple[tuple[int, int, int, float], ...] = (
 _CLASSIFIER_DROPOUT = 0.5
 
 
-def _pooled_size(size: int, kernel: int, stride: int) -> int:
-    """Output size of a max-pool with ``ceil_mode=True`` (Caffe's rounding), no padding."""
-    return math.ceil((size - kernel) / stride) + 1
-
-
 class HighwayConvNet(nn.Module):
     """Convolutional highway net for MNIST: plain 5x5 conv, 3 stages of highway convs + max-pool, linear.
 
@@ -150,6 +142,7 @@ class HighwayConvNet(nn.Module):
         self,
         num_classes: int = 10,
         in_channels: int = 1,
+        *,
         width: int = 32,
         gate_bias: float = -1.0,
         dropout: bool = True,
@@ -158,16 +151,15 @@ class HighwayConvNet(nn.Module):
         super().__init__()
         check_int("width", width, 1)
         check_int("input_size", input_size, 5)  # the 5x5 valid conv
-        _check_gate_bias(gate_bias)
-        if not isinstance(dropout, bool):
-            raise ValueError(f"dropout must be a bool, got {dropout!r}")
+        check_number("gate_bias", gate_bias)
+        check_flag("dropout", dropout)
 
         def drop(p: float) -> nn.Module:
             return nn.Dropout(p) if dropout else nn.Identity()
 
         self.input_size = input_size
         layers: list[nn.Module] = []
-        size = input_size - 4  # the 5x5 valid conv
+        size = output_size(input_size, 5)  # after the 5x5 valid conv
         for i, (num_highway, kernel, stride, p) in enumerate(HIGHWAY_CONVNET_STAGES):
             layers.append(drop(p))
             if i == 0:
@@ -179,7 +171,7 @@ class HighwayConvNet(nn.Module):
                     f"input_size {input_size} is too small: stage {i + 1}'s {kernel}x{kernel} max-pool "
                     f"would get a {size}x{size} map (28 for MNIST)"
                 )
-            size = _pooled_size(size, kernel, stride)
+            size = output_size(size, kernel, stride, ceil_mode=True)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(drop(_CLASSIFIER_DROPOUT), nn.Linear(width * size * size, num_classes))
 
@@ -191,7 +183,20 @@ class HighwayConvNet(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-@register_model(input_size=28)
+@register_model(
+    input_size=28,
+    paper="Srivastava, Greff & Schmidhuber 2015, Training very deep networks",
+    params=[
+        published(214_550, "computed for the defaults (3x28x28 -> 1000); the paper gives no total"),
+        published(
+            85_660,
+            "computed for the paper's MNIST net (Sec. 3.1): 784 -> 50, 9 highway layers of 2 x (50 x 50 + 50) = 5,100 "
+            "('~5000 per layer'), 50 -> 10",
+            num_classes=10,
+            in_channels=1,
+        ),
+    ],
+)
 def highway_net(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -209,14 +214,32 @@ def highway_net(
     paper suggests -1 to -3 (Sec. 2.2) and searched the initial transform-gate
     bias between -1 and -10 for these runs (Sec. 3.1); -2 by default.
 
-    85,660 parameters for MNIST (784 -> 50, 9 highway layers of 5,100, 50 -> 10).
     Shapes: (N, in_channels, input_size, input_size) -> (N, num_classes).
     """
     check_int("input_size", input_size, 1)
-    return HighwayNet(in_channels * input_size * input_size, num_classes, depth, width, gate_bias)
+    return HighwayNet(in_channels * input_size * input_size, num_classes, depth=depth, width=width, gate_bias=gate_bias)
 
 
-@register_model(input_size=28)
+@register_model(
+    input_size=28,
+    paper="Srivastava, Greff & Schmidhuber 2015, Training very deep networks",
+    params=[
+        published(439_400, "computed for the defaults (3x28x28 -> 1000)"),
+        published(
+            151_690,
+            "Srivastava et al. 2015, Table 1, Highway 10-layer (width 32): 151 K",
+            num_classes=10,
+            in_channels=1,
+        ),
+        published(
+            38_986,
+            "Srivastava et al. 2015, Table 1, Highway 10-layer (width 16): 39 K",
+            num_classes=10,
+            in_channels=1,
+            width=16,
+        ),
+    ],
+)
 def highway_convnet(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -228,8 +251,7 @@ def highway_convnet(
 ) -> HighwayConvNet:
     """10-layer convolutional highway net for MNIST (paper's Table 1; the authors' released Caffe model).
 
-    With ``in_channels=1, num_classes=10``: 151,690 parameters at ``width=32`` and
-    38,986 at ``width=16`` (Table 1: 151 K and 39 K).
-    Shapes: (N, in_channels, input_size, input_size) -> (N, num_classes).
+    The options are :class:`HighwayConvNet`'s. Shapes: (N, in_channels, input_size, input_size) -> (N, num_classes).
     """
-    return HighwayConvNet(num_classes, in_channels, width, gate_bias, dropout, input_size)
+    return HighwayConvNet(num_classes, in_channels, width=width, gate_bias=gate_bias, dropout=dropout,
+                          input_size=input_size)

@@ -29,6 +29,7 @@ with :func:`inception_loss`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -36,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_flag, check_int, check_probability
-from .registry import register_model
+from ..layers import ConvNormAct
+from ..init import torchvision_init_
+from .registry import published, register_model
 
 __all__ = [
     "AUX_LOSS_WEIGHT",
@@ -58,7 +61,6 @@ __all__ = [
     "InceptionOutputs",
     "InceptionV3",
     "InceptionV3Aux",
-    "conv_block",
     "googlenet",
     "inception_loss",
     "inception_multiplies",
@@ -69,38 +71,21 @@ __all__ = [
 AUX_LOSS_WEIGHT = 0.3
 
 
-# --------------------------------------------------------------------------- checks
-
-
 # --------------------------------------------------------------------------- shared layers
 
+#: Conv-BN-ReLU (torchvision's ``BasicConv2d``), or Conv(+bias)-ReLU with ``norm_layer=None``.
+#: BatchNorm's eps is 1e-3, as in the TensorFlow models torchvision's weights come from.
+_conv = partial(ConvNormAct, eps=1e-3)
 
-def conv_block(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int | tuple[int, int],
-    stride: int = 1,
-    padding: int | tuple[int, int] | None = None,
-    batch_norm: bool = True,
-) -> nn.Sequential:
-    """Conv - BatchNorm - ReLU (torchvision's ``BasicConv2d``), or Conv(+bias) - ReLU with ``batch_norm=False``.
 
-    ``padding=None`` pads ``kernel_size // 2`` per side (per dimension for a 1x7
-    or 7x1 kernel), which keeps the grid at stride 1. BatchNorm's eps is 1e-3,
-    as in the TensorFlow models torchvision's weights come from. The conv has no
-    bias when a BatchNorm follows (its shift would cancel it).
-
-    Shapes: (N, in_channels, H, W) -> (N, out_channels, H', W').
-    """
-    if padding is None:
-        padding = tuple(k // 2 for k in kernel_size) if isinstance(kernel_size, tuple) else kernel_size // 2
-    layers = OrderedDict(
-        conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=not batch_norm)
-    )
-    if batch_norm:
-        layers["bn"] = nn.BatchNorm2d(out_channels, eps=0.001)
-    layers["relu"] = nn.ReLU(inplace=True)
-    return nn.Sequential(layers)
+def _check_network_options(num_classes: int, in_channels: int, transform_input: bool, **flags: bool) -> None:
+    """The options GoogLeNet and Inception-v3 share; ``transform_input`` re-normalises the three RGB channels."""
+    check_int("num_classes", num_classes, 1)
+    check_int("in_channels", in_channels, 1)
+    for name, flag in {**flags, "transform_input": transform_input}.items():
+        check_flag(name, flag)
+    if transform_input and in_channels != 3:
+        raise ValueError(f"transform_input=True needs RGB inputs (in_channels=3), got in_channels={in_channels}")
 
 
 def _to_tf_range(x: torch.Tensor) -> torch.Tensor:
@@ -115,38 +100,23 @@ def _to_tf_range(x: torch.Tensor) -> torch.Tensor:
     return x * (std / 0.5) + (mean - 0.5) / 0.5
 
 
-def _init_weights(model: nn.Module) -> None:
-    """He-normal convs (fan-out, ReLU), N(0, 0.01) linear weights, zero biases, BatchNorm to identity.
-
-    torchvision draws truncated normals instead (std 0.01 for GoogLeNet, 0.1 for
-    Inception-v3); He init also keeps the BatchNorm-free ``paper=True`` GoogLeNet trainable.
-    """
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 def inception_loss(output, target: torch.Tensor, aux_weight: float = AUX_LOSS_WEIGHT, criterion=F.cross_entropy):
     """Training loss of a network with auxiliary classifiers: ``criterion(logits) + aux_weight * sum(criterion(aux))``.
 
     ``output`` is what the model returned: a :class:`GoogLeNetOutputs` /
     :class:`InceptionOutputs` in training mode with ``aux_logits=True``, or a plain
-    logits tensor (eval mode, or no auxiliary heads), which gives ``criterion(logits, target)``.
+    logits tensor (eval mode, or no auxiliary heads), which gives ``criterion(logits, target)``;
+    heads given as None are left out.
     GoogLeNet's paper weights each auxiliary loss by 0.3 (:data:`AUX_LOSS_WEIGHT`).
     Pass e.g. ``criterion=nn.CrossEntropyLoss(label_smoothing=0.1)`` for Inception-v3's label smoothing.
     """
     if isinstance(output, torch.Tensor):
         return criterion(output, target)
     logits, *aux = output
-    return criterion(logits, target) + aux_weight * sum(criterion(a, target) for a in aux)
+    # A scripted torchvision GoogLeNet puts None where a head is absent.
+    aux = [head for head in aux if head is not None]
+    loss = criterion(logits, target)
+    return loss + aux_weight * sum(criterion(head, target) for head in aux) if aux else loss
 
 
 # --------------------------------------------------------------------------- GoogLeNet's inception module
@@ -286,8 +256,7 @@ class InceptionModule(nn.Module):
             raise ValueError(f"kernel_5x5 must be odd, got {kernel_5x5!r}")
         check_flag("batch_norm", batch_norm)
 
-        def conv(c_in: int, c_out: int, k: int) -> nn.Sequential:
-            return conv_block(c_in, c_out, k, batch_norm=batch_norm)
+        conv = partial(_conv, norm_layer=nn.BatchNorm2d if batch_norm else None)
 
         self.branch1 = conv(in_channels, ch1x1, 1)
         self.branch2 = nn.Sequential(conv(in_channels, ch3x3red, 1), conv(ch3x3red, ch3x3, 3))
@@ -349,7 +318,7 @@ class GoogLeNetAux(nn.Module):
         super().__init__()
         self.adaptive = adaptive
         self.pool = nn.AdaptiveAvgPool2d(4) if adaptive else nn.AvgPool2d(5, stride=3)
-        self.conv = conv_block(in_channels, 128, 1, batch_norm=batch_norm)
+        self.conv = _conv(in_channels, 128, 1, norm_layer=nn.BatchNorm2d if batch_norm else None)
         self.fc1 = nn.Linear(128 * 4 * 4, 1024)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(dropout)
@@ -383,16 +352,17 @@ def _googlenet_stem(in_channels: int, small_input: bool, paper: bool) -> Ordered
     max-pools go: 32x32 -> 32x32x192. ``paper``: local response normalisation after
     the first max-pool and after conv3 (Figure 3); torchvision has none.
     """
+    conv = partial(_conv, norm_layer=None if paper else nn.BatchNorm2d)
     layers = OrderedDict()
     if small_input:
-        layers["conv1"] = conv_block(in_channels, 64, 3, batch_norm=not paper)
+        layers["conv1"] = conv(in_channels, 64, 3)
     else:
-        layers["conv1"] = conv_block(in_channels, 64, 7, stride=2, batch_norm=not paper)
+        layers["conv1"] = conv(in_channels, 64, 7, stride=2)
         layers["maxpool1"] = _googlenet_pool()
     if paper:
         layers["lrn1"] = _lrn()
-    layers["conv2"] = conv_block(64, 64, 1, batch_norm=not paper)
-    layers["conv3"] = conv_block(64, 192, 3, batch_norm=not paper)
+    layers["conv2"] = conv(64, 64, 1)
+    layers["conv3"] = conv(64, 192, 3)
     if paper:
         layers["lrn2"] = _lrn()
     if not small_input:
@@ -436,6 +406,7 @@ class GoogLeNet(nn.Module):
         self,
         num_classes: int = 1000,
         in_channels: int = 3,
+        *,
         aux_logits: bool = False,
         small_input: bool = False,
         paper: bool = False,
@@ -444,13 +415,9 @@ class GoogLeNet(nn.Module):
         dropout_aux: float = 0.7,
     ):
         super().__init__()
-        check_int("num_classes", num_classes, 1)
-        check_int("in_channels", in_channels, 1)
-        for name, flag in (("aux_logits", aux_logits), ("small_input", small_input), ("paper", paper)):
-            check_flag(name, flag)
-        check_flag("transform_input", transform_input)
-        if transform_input and in_channels != 3:
-            raise ValueError(f"transform_input=True needs RGB inputs (in_channels=3), got in_channels={in_channels}")
+        _check_network_options(
+            num_classes, in_channels, transform_input, aux_logits=aux_logits, small_input=small_input, paper=paper
+        )
         check_probability("dropout", dropout)
         check_probability("dropout_aux", dropout_aux)
         self.transform_input = transform_input
@@ -483,7 +450,9 @@ class GoogLeNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
-        _init_weights(self)
+        # torchvision draws truncated normals instead (std 0.01 for GoogLeNet, 0.1 for Inception-v3);
+        # He init also keeps the BatchNorm-free paper=True GoogLeNet trainable.
+        torchvision_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutputs:
         if self.transform_input:
@@ -499,7 +468,20 @@ class GoogLeNet(nn.Module):
         return GoogLeNetOutputs(logits, *aux) if use_aux else logits
 
 
-@register_model
+@register_model(
+    paper="Szegedy et al. 2015, Going deeper with convolutions",
+    params=[
+        published(6_624_904, "torchvision googlenet(aux_logits=False); GoogLeNet_Weights.IMAGENET1K_V1 num_params"),
+        published(13_004_888, "torchvision googlenet(weights=None, aux_logits=True)", aux_logits=True),
+        published(
+            6_998_552,
+            "computed: Szegedy et al. 2015, Table 1 layers (true 5x5, biases, no BN); its params column sums to "
+            "~6.8M weights, rounded and without biases",
+            paper=True,
+        ),
+        published(13_378_280, "computed, as paper=True, with the two auxiliary heads", paper=True, aux_logits=True),
+    ],
+)
 def googlenet(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -511,24 +493,14 @@ def googlenet(
     dropout: float = 0.4,
     dropout_aux: float = 0.7,
 ) -> GoogLeNet:
-    """GoogLeNet / Inception-v1 (Szegedy et al. 2014, Table 1), layer for layer torchvision's ``googlenet``.
+    """GoogLeNet / Inception-v1, layer for layer torchvision's ``googlenet`` (``paper=True``: the paper's layers).
 
-    6,624,904 parameters (13,004,888 with ``aux_logits=True``), as torchvision;
-    ``paper=True``: 6,998,552 (13,378,280 with the auxiliary classifiers). Input
-    224x224, or 32x32 with ``small_input=True``. Shapes: (N, in_channels, H, W) ->
-    (N, num_classes); in training mode with ``aux_logits=True`` a
-    :class:`GoogLeNetOutputs` of three such tensors. See :class:`GoogLeNet`.
+    Input 224x224, or 32x32 with ``small_input=True``. Shapes: (N, in_channels, H, W) ->
+    (N, num_classes); in training mode with ``aux_logits=True`` a :class:`GoogLeNetOutputs`
+    of three such tensors. The options are :class:`GoogLeNet`'s.
     """
-    return GoogLeNet(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        aux_logits=aux_logits,
-        small_input=small_input,
-        paper=paper,
-        transform_input=transform_input,
-        dropout=dropout,
-        dropout_aux=dropout_aux,
-    )
+    return GoogLeNet(num_classes, in_channels, aux_logits=aux_logits, small_input=small_input, paper=paper,
+                     transform_input=transform_input, dropout=dropout, dropout_aux=dropout_aux)
 
 
 # --------------------------------------------------------------------------- Inception-v3
@@ -557,10 +529,10 @@ class InceptionA(Branches):
         c = in_channels
         super().__init__(
             {
-                "branch1x1": conv_block(c, 64, 1),
-                "branch5x5": nn.Sequential(conv_block(c, 48, 1), conv_block(48, 64, 5)),
-                "branch3x3dbl": nn.Sequential(conv_block(c, 64, 1), conv_block(64, 96, 3), conv_block(96, 96, 3)),
-                "branch_pool": nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), conv_block(c, pool_features, 1)),
+                "branch1x1": _conv(c, 64, 1),
+                "branch5x5": nn.Sequential(_conv(c, 48, 1), _conv(48, 64, 5)),
+                "branch3x3dbl": nn.Sequential(_conv(c, 64, 1), _conv(64, 96, 3), _conv(96, 96, 3)),
+                "branch_pool": nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), _conv(c, pool_features, 1)),
             }
         )
         self.out_channels = 64 + 64 + 96 + pool_features
@@ -578,9 +550,9 @@ class InceptionB(Branches):
         c = in_channels
         super().__init__(
             {
-                "branch3x3": conv_block(c, 384, 3, stride=2, padding=0),
+                "branch3x3": _conv(c, 384, 3, stride=2, padding=0),
                 "branch3x3dbl": nn.Sequential(
-                    conv_block(c, 64, 1), conv_block(64, 96, 3), conv_block(96, 96, 3, stride=2, padding=0)
+                    _conv(c, 64, 1), _conv(64, 96, 3), _conv(96, 96, 3, stride=2, padding=0)
                 ),
                 "branch_pool": nn.MaxPool2d(3, stride=2),
             }
@@ -599,18 +571,18 @@ class InceptionC(Branches):
         c, c7 = in_channels, channels_7x7
         super().__init__(
             {
-                "branch1x1": conv_block(c, 192, 1),
+                "branch1x1": _conv(c, 192, 1),
                 "branch7x7": nn.Sequential(
-                    conv_block(c, c7, 1), conv_block(c7, c7, (1, 7)), conv_block(c7, 192, (7, 1))
+                    _conv(c, c7, 1), _conv(c7, c7, (1, 7)), _conv(c7, 192, (7, 1))
                 ),
                 "branch7x7dbl": nn.Sequential(
-                    conv_block(c, c7, 1),
-                    conv_block(c7, c7, (7, 1)),
-                    conv_block(c7, c7, (1, 7)),
-                    conv_block(c7, c7, (7, 1)),
-                    conv_block(c7, 192, (1, 7)),
+                    _conv(c, c7, 1),
+                    _conv(c7, c7, (7, 1)),
+                    _conv(c7, c7, (1, 7)),
+                    _conv(c7, c7, (7, 1)),
+                    _conv(c7, 192, (1, 7)),
                 ),
-                "branch_pool": nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), conv_block(c, 192, 1)),
+                "branch_pool": nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), _conv(c, 192, 1)),
             }
         )
         self.out_channels = 4 * 192
@@ -626,12 +598,12 @@ class InceptionD(Branches):
         c = in_channels
         super().__init__(
             {
-                "branch3x3": nn.Sequential(conv_block(c, 192, 1), conv_block(192, 320, 3, stride=2, padding=0)),
+                "branch3x3": nn.Sequential(_conv(c, 192, 1), _conv(192, 320, 3, stride=2, padding=0)),
                 "branch7x7x3": nn.Sequential(
-                    conv_block(c, 192, 1),
-                    conv_block(192, 192, (1, 7)),
-                    conv_block(192, 192, (7, 1)),
-                    conv_block(192, 192, 3, stride=2, padding=0),
+                    _conv(c, 192, 1),
+                    _conv(192, 192, (1, 7)),
+                    _conv(192, 192, (7, 1)),
+                    _conv(192, 192, 3, stride=2, padding=0),
                 ),
                 "branch_pool": nn.MaxPool2d(3, stride=2),
             }
@@ -650,14 +622,14 @@ class InceptionE(Branches):
         c = in_channels
 
         def split(width: int) -> Branches:  # 1x3 and 3x1 convs side by side: 2 * width channels
-            return Branches({"1x3": conv_block(width, 384, (1, 3)), "3x1": conv_block(width, 384, (3, 1))})
+            return Branches({"1x3": _conv(width, 384, (1, 3)), "3x1": _conv(width, 384, (3, 1))})
 
         super().__init__(
             {
-                "branch1x1": conv_block(c, 320, 1),
-                "branch3x3": nn.Sequential(conv_block(c, 384, 1), split(384)),
-                "branch3x3dbl": nn.Sequential(conv_block(c, 448, 1), conv_block(448, 384, 3), split(384)),
-                "branch_pool": nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), conv_block(c, 192, 1)),
+                "branch1x1": _conv(c, 320, 1),
+                "branch3x3": nn.Sequential(_conv(c, 384, 1), split(384)),
+                "branch3x3dbl": nn.Sequential(_conv(c, 448, 1), _conv(448, 384, 3), split(384)),
+                "branch_pool": nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), _conv(c, 192, 1)),
             }
         )
         self.out_channels = 320 + 768 + 768 + 192
@@ -716,8 +688,8 @@ class InceptionV3Aux(nn.Module):
         super().__init__()
         self.adaptive = adaptive
         self.pool = nn.AdaptiveAvgPool2d(5) if adaptive else nn.AvgPool2d(5, stride=3)
-        self.conv0 = conv_block(in_channels, 128, 1)
-        self.conv1 = conv_block(128, 768, 5, padding=0)
+        self.conv0 = _conv(in_channels, 128, 1)
+        self.conv1 = _conv(128, 768, 5, padding=0)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(768, num_classes)
 
@@ -744,8 +716,8 @@ def _inception_v3_stem(in_channels: int, small_input: bool) -> OrderedDict:
             continue
         out_channels, kernel, stride, padding = spec
         if small_input:
-            stride, padding = 1, kernel // 2
-        layers[name] = conv_block(channels, out_channels, kernel, stride=stride, padding=padding)
+            stride, padding = 1, None  # "same"
+        layers[name] = _conv(channels, out_channels, kernel, stride=stride, padding=padding)
         channels = out_channels
     return layers
 
@@ -779,19 +751,16 @@ class InceptionV3(nn.Module):
         self,
         num_classes: int = 1000,
         in_channels: int = 3,
+        *,
         aux_logits: bool = False,
         small_input: bool = False,
         transform_input: bool = False,
         dropout: float = 0.5,
     ):
         super().__init__()
-        check_int("num_classes", num_classes, 1)
-        check_int("in_channels", in_channels, 1)
-        for name, flag in (("aux_logits", aux_logits), ("small_input", small_input)):
-            check_flag(name, flag)
-        check_flag("transform_input", transform_input)
-        if transform_input and in_channels != 3:
-            raise ValueError(f"transform_input=True needs RGB inputs (in_channels=3), got in_channels={in_channels}")
+        _check_network_options(
+            num_classes, in_channels, transform_input, aux_logits=aux_logits, small_input=small_input
+        )
         check_probability("dropout", dropout)
         self.transform_input = transform_input
 
@@ -810,7 +779,9 @@ class InceptionV3(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
-        _init_weights(self)
+        # torchvision draws truncated normals instead (std 0.01 for GoogLeNet, 0.1 for Inception-v3);
+        # He init also keeps the BatchNorm-free paper=True GoogLeNet trainable.
+        torchvision_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | InceptionOutputs:
         if self.transform_input:
@@ -823,7 +794,19 @@ class InceptionV3(nn.Module):
         return InceptionOutputs(logits, aux) if use_aux else logits
 
 
-@register_model(input_size=299)
+@register_model(
+    input_size=299,
+    paper="Szegedy et al. 2016, Rethinking the Inception architecture for computer vision",
+    params=[
+        published(23_834_568, "torchvision inception_v3(aux_logits=False)"),
+        published(
+            27_161_264,
+            "torchvision inception_v3(weights=None, aux_logits=True); Inception_V3_Weights.IMAGENET1K_V1 num_params",
+            aux_logits=True,
+        ),
+        published(27_161_264, "small_input keeps every weight", small_input=True, aux_logits=True),
+    ],
+)
 def inception_v3(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -833,19 +816,12 @@ def inception_v3(
     transform_input: bool = False,
     dropout: float = 0.5,
 ) -> InceptionV3:
-    """Inception-v3 (Szegedy et al. 2016), layer for layer torchvision's ``inception_v3``.
+    """Inception-v3, layer for layer torchvision's ``inception_v3``.
 
-    23,834,568 parameters (27,161,264 with ``aux_logits=True``, torchvision's
-    published figure), as torchvision. Input 299x299 (>= 75x75 without the
-    auxiliary classifier), or 32x32 with ``small_input=True``. Shapes:
-    (N, in_channels, H, W) -> (N, num_classes); in training mode with
-    ``aux_logits=True`` an :class:`InceptionOutputs` of two such tensors. See :class:`InceptionV3`.
+    Input 299x299 (>= 75x75 without the auxiliary classifier), or 32x32 with
+    ``small_input=True``. Shapes: (N, in_channels, H, W) -> (N, num_classes); in training
+    mode with ``aux_logits=True`` an :class:`InceptionOutputs` of two such tensors.
+    The options are :class:`InceptionV3`'s.
     """
-    return InceptionV3(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        aux_logits=aux_logits,
-        small_input=small_input,
-        transform_input=transform_input,
-        dropout=dropout,
-    )
+    return InceptionV3(num_classes, in_channels, aux_logits=aux_logits, small_input=small_input,
+                       transform_input=transform_input, dropout=dropout)

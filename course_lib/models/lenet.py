@@ -17,7 +17,7 @@ pooling - followed by fully connected layers:
   with ReLU and max-pooling, then 500 and the classes, and a log-softmax
   output: 28 -> 24 -> 12 -> 8 -> 4, 50*4*4 = 800.
 
-Both are built by :class:`LeNet` from their layer sizes (data, not code).
+Both are built by :class:`LeNet` from their layer sizes.
 """
 
 from __future__ import annotations
@@ -27,27 +27,21 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .._checks import check_flag, check_int
-from .registry import register_model
+from .._checks import check_choice, check_flag, check_int
+from ..layers.geometry import output_size
+from .registry import published, register_model
 
 __all__ = ["LeNet", "lenet5", "lenet_modern"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
-# The layer sizes: channels of the two convolution stages, widths of the hidden fully connected layers.
-LENET5 = {"conv_channels": (6, 16), "hidden": (120, 84)}
-LENET_MODERN = {"conv_channels": (20, 50), "hidden": (500,)}
+_PAPER = "LeCun, Bottou, Bengio & Haffner 1998, Gradient-based learning applied to document recognition"
 
 
-def _check_choice(name: str, value, choices) -> None:
-    if not any(type(value) is type(choice) and value == choice for choice in choices):
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-
-
-def _stage_side(side: int, padding: int = 0) -> int:
+def _stage_side(side: int, padding: int) -> int:
     """Side of the map after one stage: 5x5 conv (``padding``), then 2x2 stride-2 pool."""
-    return (side + 2 * padding - 4) // 2
+    return output_size(output_size(side, 5, padding=padding), 2, stride=2)
 
 
 class LeNet(nn.Module):
@@ -81,12 +75,17 @@ class LeNet(nn.Module):
         log_softmax: bool = False,
     ):
         super().__init__()
-        _check_choice("activation", activation, ACTIVATIONS)
-        _check_choice("pool", pool, POOLS)
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("pool", pool, POOLS)
         check_flag("log_softmax", log_softmax)
-        side = _stage_side(_stage_side(input_size, padding))
-        if side < 1:
-            raise ValueError(f"input_size is too small for two 5x5 conv + 2x2 pool stages, got {input_size!r}")
+        check_int("input_size", input_size, 1)
+        check_int("padding", padding, 0)
+        try:
+            side = _stage_side(_stage_side(input_size, padding), 0)
+        except ValueError:  # a window no longer fits: say which argument is at fault
+            raise ValueError(
+                f"input_size is too small for two 5x5 conv + 2x2 pool stages, got {input_size!r}"
+            ) from None
         self.input_size = input_size
         act, pool_layer = ACTIVATIONS[activation], POOLS[pool]
 
@@ -118,7 +117,18 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model(input_size=32)
+@register_model(
+    input_size=32,
+    paper=_PAPER,
+    params=[
+        published(146_156, "the 10-class, 1-channel count below + 300 (3 input channels in C1) "
+                  "+ 84,150 (1000 classes in the output layer)"),
+        published(61_706, "simplified LeNet-5 as in Dive into Deep Learning, Sec. 7.6 (LeCun et al. 1998, Fig. 2), "
+                  "32x32 inputs", num_classes=10, in_channels=1),
+        published(61_706, "the same network on 28x28 MNIST, C1 padded by 2 (Dive into Deep Learning, Sec. 7.6)",
+                  num_classes=10, in_channels=1, input_size=28),
+    ],
+)
 def lenet5(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -127,8 +137,7 @@ def lenet5(
     pool: str = "avg",
     input_size: int = 32,
 ) -> LeNet:
-    """LeNet-5 as it is usually built today (LeCun et al. 1998, Fig. 2): 61,706 parameters for
-    ``num_classes=10, in_channels=1``.
+    """LeNet-5 as it is usually built today (LeCun et al. 1998, Fig. 2).
 
     ======  =================================  ===============  ==========
     layer   what                               output (32x32)   parameters
@@ -165,13 +174,15 @@ def lenet5(
       drawn as 7x12 bitmaps; here a linear layer (850 trainable parameters) read with
       softmax / cross-entropy.
 
-    Hence 60,000 + 900 (full C3) - 44 (no subsampling coefficients) + 850 (linear output)
-    = 61,706: the simplified LeNet-5 of the textbooks (e.g. Dive into Deep Learning, Sec. 7.6:
-    sigmoid, average pooling, C1 padded by 2 on 28x28 MNIST).
+    For 10 classes and one channel, the paper's 60,000 + 900 (full C3) - 44 (no subsampling
+    coefficients) + 850 (linear output) give the count in the registration: that of the
+    simplified LeNet-5 of the textbooks (e.g. Dive into Deep Learning, Sec. 7.6: sigmoid,
+    average pooling, C1 padded by 2 on 28x28 MNIST).
     """
-    _check_choice("input_size", input_size, (28, 32))
+    check_choice("input_size", input_size, (28, 32))
     return LeNet(
-        **LENET5,
+        conv_channels=(6, 16),
+        hidden=(120, 84),
         num_classes=num_classes,
         in_channels=in_channels,
         input_size=input_size,
@@ -181,7 +192,16 @@ def lenet5(
     )
 
 
-@register_model(input_size=28)
+@register_model(
+    input_size=28,
+    paper=f"{_PAPER} (layer sizes of Caffe's MNIST example, examples/mnist/lenet.prototxt)",
+    params=[
+        published(928_070, "the 10-class, 1-channel count below + 1,000 (3 input channels in conv1) "
+                  "+ 495,990 (1000 classes in the last layer)"),
+        published(431_080, "lecture seed 004 / Caffe examples/mnist/lenet.prototxt on 28x28 MNIST",
+                  num_classes=10, in_channels=1),
+    ],
+)
 def lenet_modern(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -190,11 +210,8 @@ def lenet_modern(
     log_softmax: bool = True,
 ) -> LeNet:
     """The PyTorch LeNet of the lecture code: conv 20@5x5, ReLU, 2x2 max-pool, conv 50@5x5, ReLU,
-    2x2 max-pool, fc 800 -> 500, ReLU, fc 500 -> classes, log-softmax.
-
-    431,080 parameters for ``num_classes=10, in_channels=1`` on 28x28 MNIST
-    (520 + 25,050 + 400,500 + 5,010), the layer sizes of Caffe's MNIST LeNet
-    (``examples/mnist/lenet.prototxt``).
+    2x2 max-pool, fc 800 -> 500, ReLU, fc 500 -> classes, log-softmax: the layer sizes of
+    Caffe's MNIST LeNet (``examples/mnist/lenet.prototxt``).
 
     Args:
         input_size: side of the input images, 28 by default (any side >= 16: the
@@ -207,9 +224,9 @@ def lenet_modern(
 
     Shapes: (N, in_channels, input_size, input_size) -> (N, num_classes).
     """
-    check_int("input_size", input_size, 16)
     return LeNet(
-        **LENET_MODERN,
+        conv_channels=(20, 50),
+        hidden=(500,),
         num_classes=num_classes,
         in_channels=in_channels,
         input_size=input_size,

@@ -16,24 +16,24 @@ between the thin ends.
 
 Both take 224x224 images; ``small_input=True`` makes the stem conv stride 1,
 for 32x32 CIFAR images (the blocks are unchanged: a 2x2 map reaches the head).
-``width_mult`` (alpha in the papers) thins every layer.
-
-:func:`make_divisible` and :func:`conv_bn_act` are shared with
-:mod:`course_lib.models.efficientnet`, whose MBConv block is v2's inverted residual.
+``width_mult`` (alpha in the papers) thins every layer. Layers are listed
+in the order of ``torchvision.models.mobilenet_v2``, so
+:func:`course_lib.models.transfer_state_dict` copies its weights (torchvision
+has no v1).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import nn
 
-from ..layers import DepthwiseSeparableConv2d
-from .._checks import check_flag, check_probability
-from .registry import register_model
+from ..layers import ConvNormAct, DepthwiseSeparableConv2d, make_divisible
+from .._checks import check_choice, check_flag, check_number, check_probability
+from ..init import torchvision_init_
+from .registry import published, register_model
 
 __all__ = [
     "depthwise_separable",
@@ -42,8 +42,6 @@ __all__ = [
     "MOBILENET_V2_SETTING",
     "MobileNetV1",
     "MobileNetV2",
-    "conv_bn_act",
-    "make_divisible",
     "mobilenet_v1",
     "mobilenet_v2",
 ]
@@ -76,55 +74,22 @@ MOBILENET_V2_SETTING: list[tuple[int, int, int, int]] = [
 ]
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """``value`` rounded to the nearest multiple of ``divisor`` (at least ``divisor``), never more than 10% below.
+class _MobileNet(nn.Module):
+    """What v1 and v2 share: ``features``, global average pooling, ``classifier``, torchvision's MobileNet init.
 
-    The channel rounding of the TensorFlow MobileNet/EfficientNet code (and torchvision's ``_make_divisible``):
-    multiples of 8 suit the hardware. E.g. 24 * 0.5 = 12 -> 16, 32 * 1.1 = 35.2 -> 32, 40 * 1.1 = 44 -> 48.
+    Init: He-normal (fan_out) convs, BatchNorm to identity, N(0, 0.01) linear weights, zero biases.
+    Shapes: (N, in_channels, H, W) -> features (N, C, h, w) -> pooled (N, C) -> (N, num_classes).
     """
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
+    def __init__(self, features: nn.Sequential, classifier: nn.Module):
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = classifier
+        torchvision_init_(self)
 
-def conv_bn_act(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int = 3,
-    stride: int = 1,
-    groups: int = 1,
-    activation: Callable[..., nn.Module] | None = nn.ReLU,
-    norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
-) -> nn.Sequential:
-    """Conv (no bias, "same" padding) - BatchNorm (``norm_layer``) - activation (none if ``activation`` is None).
-
-    ``groups=in_channels`` makes it depthwise. Same layers as torchvision's ``Conv2dNormActivation``.
-    Shapes: (N, in_channels, H, W) -> (N, out_channels, ceil(H / stride), ceil(W / stride)).
-    """
-    layers = [
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
-        norm_layer(out_channels),
-    ]
-    if activation is not None:
-        layers.append(activation(inplace=True))
-    return nn.Sequential(*layers)
-
-
-def _check_width(width_mult) -> None:
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
-        raise ValueError(f"width_mult must be a number > 0, got {width_mult!r}")
-
-
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's MobileNet init: He-normal (fan_out) convs, BN to identity, N(0, 0.01) linear weights."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 # ---------------------------------------------------------------------------------------------- MobileNet v1
@@ -141,7 +106,7 @@ def depthwise_separable(in_channels: int, out_channels: int, stride: int = 1) ->
     )
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(_MobileNet):
     """MobileNet v1: a 3x3 conv stem, 13 depthwise separable layers (:data:`MOBILENET_V1_BODY`), GAP, linear.
 
     Args:
@@ -162,25 +127,18 @@ class MobileNetV1(nn.Module):
         small_input: bool = False,
         body: list[tuple[int, int]] = MOBILENET_V1_BODY,
     ):
-        super().__init__()
-        _check_width(width_mult)
+        check_number("width_mult", width_mult, positive=True)
         check_flag("small_input", small_input)
 
         def width(channels: int) -> int:
             return max(8, int(channels * width_mult))  # the TF-slim rule (min_depth = 8)
 
         channels = width(32)
-        layers = [conv_bn_act(in_channels, channels, 3, stride=1 if small_input else 2)]
+        layers = [ConvNormAct(in_channels, channels, 3, stride=1 if small_input else 2)]
         for out_channels, stride in body:
             layers.append(depthwise_separable(channels, width(out_channels), stride))
             channels = width(out_channels)
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(channels, num_classes)
-        _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+        super().__init__(nn.Sequential(*layers), nn.Linear(channels, num_classes))
 
 
 # ---------------------------------------------------------------------------------------------- MobileNet v2
@@ -197,14 +155,13 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: float):
         super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        check_choice("stride", stride, (1, 2))
         hidden = int(round(in_channels * expand_ratio))
         layers = OrderedDict()
         if expand_ratio != 1:
-            layers["expand"] = conv_bn_act(in_channels, hidden, 1, activation=nn.ReLU6)
-        layers["depthwise"] = conv_bn_act(hidden, hidden, 3, stride, groups=hidden, activation=nn.ReLU6)
-        layers["project"] = conv_bn_act(hidden, out_channels, 1, activation=None)
+            layers["expand"] = ConvNormAct(in_channels, hidden, 1, act_layer=nn.ReLU6)
+        layers["depthwise"] = ConvNormAct(hidden, hidden, 3, stride, groups=hidden, act_layer=nn.ReLU6)
+        layers["project"] = ConvNormAct(hidden, out_channels, 1, act_layer=None)
         self.conv = nn.Sequential(layers)
         self.use_residual = stride == 1 and in_channels == out_channels
 
@@ -212,13 +169,14 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_residual else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(_MobileNet):
     """MobileNet v2: stem, 17 inverted residual blocks (:data:`MOBILENET_V2_SETTING`), 1x1 conv to 1280, GAP, linear.
 
     Args:
         num_classes, in_channels: outputs of the classifier, channels of the input images.
         width_mult: multiplies the channels of the stem and of every block, rounded by
-            :func:`make_divisible`; the last conv keeps 1280 channels for width_mult < 1 (paper Sec. 6.1).
+            :func:`~course_lib.layers.make_divisible`; the last conv keeps 1280 channels for
+            width_mult < 1 (paper Sec. 6.1).
         small_input: stride-1 stem, for 32x32 inputs.
         dropout: before the classifier (0.2 as torchvision).
         setting: the (t, c, n, s) table.
@@ -236,37 +194,47 @@ class MobileNetV2(nn.Module):
         dropout: float = 0.2,
         setting: list[tuple[int, int, int, int]] = MOBILENET_V2_SETTING,
     ):
-        super().__init__()
-        _check_width(width_mult)
+        check_number("width_mult", width_mult, positive=True)
         check_flag("small_input", small_input)
         check_probability("dropout", dropout)
 
         channels = make_divisible(32 * width_mult)
-        layers = [conv_bn_act(in_channels, channels, 3, stride=1 if small_input else 2, activation=nn.ReLU6)]
+        layers = [ConvNormAct(in_channels, channels, 3, stride=1 if small_input else 2, act_layer=nn.ReLU6)]
         for t, c, n, s in setting:
             out_channels = make_divisible(c * width_mult)
             for i in range(n):
                 layers.append(InvertedResidual(channels, out_channels, s if i == 0 else 1, t))
                 channels = out_channels
-        self.last_channels = make_divisible(1280 * max(1.0, width_mult))
-        layers.append(conv_bn_act(channels, self.last_channels, 1, activation=nn.ReLU6))
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channels, num_classes))
-        _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+        last_channels = make_divisible(1280 * max(1.0, width_mult))
+        layers.append(ConvNormAct(channels, last_channels, 1, act_layer=nn.ReLU6))
+        classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_channels, num_classes))
+        super().__init__(nn.Sequential(*layers), classifier)
+        self.last_channels = last_channels
 
 
-@register_model
-def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3, *, width_mult: float = 1.0, small_input: bool = False):
-    """1.0 MobileNet-224 (4,231,976 parameters; paper Table 8: 4.2M, 569M multiply-adds). Input 224x224, or
-    32x32 with ``small_input=True``; ``width_mult`` = alpha. Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
+@register_model(
+    paper="Howard et al. 2017, MobileNets: efficient convolutional neural networks for mobile vision applications",
+    params=[
+        published(4_231_976, "Table 1's convs + BN + 1024x1000 fc; Howard et al. 2017, Table 8: 4.2M"),
+        published(2_585_560, "Table 1 at alpha 0.75; Howard et al. 2017, Table 6: 2.6M", width_mult=0.75),
+        published(1_331_592, "Table 1 at alpha 0.5; Howard et al. 2017, Table 6: 1.3M", width_mult=0.5),
+        published(470_072, "Table 1 at alpha 0.25; Howard et al. 2017, Table 6: 0.5M", width_mult=0.25),
+    ],
+)
+def mobilenet_v1(
+    num_classes: int = 1000, in_channels: int = 3, *, width_mult: float = 1.0, small_input: bool = False
+) -> MobileNetV1:
+    """MobileNet v1 (the paper's 1.0 MobileNet-224 by default); ``width_mult`` is alpha (Table 6: 1, 0.75, 0.5, 0.25).
+
+    Input 224x224, or 32x32 with ``small_input=True``. Shapes: (N, in_channels, H, W) -> (N, num_classes).
+    """
     return MobileNetV1(num_classes, in_channels, width_mult=width_mult, small_input=small_input)
 
 
-@register_model
+@register_model(
+    paper="Sandler et al. 2018, MobileNetV2: inverted residuals and linear bottlenecks",
+    params=[published(3_504_872, "torchvision.models.mobilenet_v2; Sandler et al. 2018, Table 4: 3.4M")],
+)
 def mobilenet_v2(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -274,7 +242,9 @@ def mobilenet_v2(
     width_mult: float = 1.0,
     small_input: bool = False,
     dropout: float = 0.2,
-):
-    """MobileNet v2 1.0 (3,504,872 parameters, as torchvision; paper Table 4: 3.4M, 300M multiply-adds). Input
-    224x224, or 32x32 with ``small_input=True``. Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
+) -> MobileNetV2:
+    """MobileNet v2 1.0, layer for layer torchvision's ``mobilenet_v2``; options as :class:`MobileNetV2`.
+
+    Input 224x224, or 32x32 with ``small_input=True``. Shapes: (N, in_channels, H, W) -> (N, num_classes).
+    """
     return MobileNetV2(num_classes, in_channels, width_mult=width_mult, small_input=small_input, dropout=dropout)

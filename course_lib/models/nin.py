@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .._checks import check_probability
-from .registry import register_model
+from .registry import published, register_model
 
 __all__ = ["CLASSES", "NIN", "NIN_CIFAR10", "mlpconv", "nin"]
 
@@ -96,10 +96,16 @@ class NIN(nn.Module):
         return torch.flatten(self.avgpool(self.features(x)), 1)
 
 
-@register_model(input_size=32)
+@register_model(
+    input_size=32,
+    paper="Lin, Chen & Yan 2014, Network in network",
+    params=[
+        published(1_158_056, "the 10-class count below + 191,070 (1000 maps in the last 1x1 conv)"),
+        published(966_986, "the authors' CIFAR-10 Caffe model (gist mavenlin/e56253735ef32c3c296d)", num_classes=10),
+    ],
+)
 def nin(num_classes: int = 1000, in_channels: int = 3, *, dropout: float = 0.5) -> NIN:
-    """Network in Network for CIFAR-10 (32x32 inputs), the authors' released model:
-    966,986 parameters with ``num_classes=10``.
+    """Network in Network for CIFAR-10 (32x32 inputs), the authors' released model.
 
     ========  ==========================================  =============  ==========
     block     layers (each conv followed by ReLU)         output         parameters
@@ -117,7 +123,7 @@ def nin(num_classes: int = 1000, in_channels: int = 3, *, dropout: float = 0.5) 
     and gives neither the widths nor a parameter count. The widths, pools and dropout
     above are those of the model the authors released (Caffe Model Zoo, "NIN-CIFAR10",
     gist mavenlin/e56253735ef32c3c296d, 89.6% accuracy; ported to Python in
-    Lasagne's Recipes, ``modelzoo/cifar10_nin.py``); the count is computed from them.
+    Lasagne's Recipes, ``modelzoo/cifar10_nin.py``); the registered count is computed from them.
     Differences from the paper's text: the second pool averages (the text says max
     pooling after every mlpconv), and ReLU follows even the last 1x1 conv, as in that
     model. The authors trained it on GCN + ZCA-whitened images with Caffe's initialization.

@@ -19,7 +19,6 @@ test (``tests/test_models_registry.py``) checks every count of every record.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from types import MappingProxyType
 
 from torch import nn
 
-from .._checks import check_int
+from .._checks import check_int, did_you_mean
 
 __all__ = [
     "ModelRecord",
@@ -89,13 +88,15 @@ class ModelRecord:
         """The family file the builder lives in (``resnet``, ``vgg``, ...)."""
         return self.builder.__module__.rsplit(".", 1)[-1]
 
+    def count_for(self, num_classes: int = 1000, in_channels: int = 3, **options) -> int | None:
+        """The recorded parameter count of that configuration, or None when none is recorded."""
+        wanted = {"num_classes": num_classes, "in_channels": in_channels, **options}
+        return next((count.parameters for count in self.params if count.configuration == wanted), None)
+
     @property
     def parameters(self) -> int | None:
-        """The parameter count of the default configuration (1000 classes, 3 channels, no options), if recorded."""
-        for count in self.params:
-            if count.num_classes == 1000 and count.in_channels == 3 and not count.options:
-                return count.parameters
-        return None
+        """The recorded parameter count of the default configuration (1000 classes, 3 channels, no options)."""
+        return self.count_for()
 
 
 _RECORDS: dict[str, ModelRecord] = {}
@@ -141,9 +142,8 @@ def model_record(name: str) -> ModelRecord:
     try:
         return _RECORDS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _RECORDS, n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"name must be a registered model, got {name!r}{hint} See list_models().") from None
+        raise ValueError(f"name must be a registered model, got {name!r}{did_you_mean(name, _RECORDS)} "
+                         "See list_models().") from None
 
 
 def model_builder(name: str) -> Callable[..., nn.Module]:

@@ -7,7 +7,8 @@ mapping itself, and adds its input back through a shortcut:
 
     y = \\mathrm{ReLU}\\big(F(x) + \\mathrm{shortcut}(x)\\big)
 
-Papers (and the builders of this file):
+Papers (and the builders of this file; each registration records the paper and
+its parameter counts):
 
 - He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016
   (arXiv:1512.03385): ``resnet18`` ... ``resnet152`` (Table 1, 224x224 ImageNet
@@ -26,20 +27,23 @@ Papers (and the builders of this file):
 - Huang, Sun, Liu, Sedra & Weinberger, "Deep Networks with Stochastic Depth",
   ECCV 2016: the ``drop_path_rate`` option of every residual net.
 
-The ImageNet nets list their layers in the order of torchvision's twins
-(``conv1, bn1, layer1 ... layer4, fc``; inside a block ``conv1, bn1, conv2,
-bn2, [conv3, bn3], shortcut``), so :func:`course_lib.models.transfer_state_dict`
-copies torchvision's weights into them. Like torchvision - and unlike the
-paper's Caffe models - the Bottleneck puts the stride 2 of a downsampling block
-on its 3x3 conv, not on the first 1x1 conv ("ResNet v1.5"): same parameters,
-about 6% more multiply-adds (4.09 instead of 3.86 GMACs for ResNet-50: the first
-1x1 conv of stages 2-4 runs on the 4x larger input map), slightly better accuracy.
+The code follows torchvision's ``models/resnet.py``: a block lists its layers in
+``__init__`` and applies them top to bottom in ``forward``; a network names its
+stem ``conv1, bn1, relu, maxpool``, its stages ``layer1`` ... ``layer4`` and its
+head ``avgpool, fc``. Parameters come in torchvision's order (inside a block
+``conv1, bn1, conv2, bn2, [conv3, bn3], shortcut``), so
+:func:`course_lib.models.transfer_state_dict` copies torchvision's weights into
+the ImageNet nets. Like torchvision - and unlike the paper's Caffe models - the
+Bottleneck puts the stride 2 of a downsampling block on its 3x3 conv, not on the
+first 1x1 conv ("ResNet v1.5"): same parameters, about 6% more multiply-adds
+(4.09 instead of 3.86 GMACs for ResNet-50: the first 1x1 conv of stages 2-4 runs
+on the 4x larger input map), slightly better accuracy.
 
-Builder options (``create_model(name, **options)``):
+Builder options (``create_model(name, **options)``; a builder refuses any other keyword):
 
 - ``small_input`` (ImageNet nets, ``preact_resnet18``): a 3x3 stride-1 stem
   conv and no max-pool, for 32x32 inputs; the blocks are unchanged. The CIFAR
-  nets already have that stem (``small_input=True`` is accepted, ``False`` refused).
+  nets always have that stem.
 - ``shortcut`` (post-activation residual nets): ``"A"``, ``"B"`` (default) or
   ``"C"``, the paper's three shortcut options (Sec. 3.3 and Table 3); the CIFAR
   ResNets default to ``"A"`` as in the paper.
@@ -55,6 +59,7 @@ net has exactly the parameters of its twin with option-A shortcuts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
@@ -62,8 +67,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import CBAM, DropPath, SqueezeExcitation
-from .._checks import check_flag, check_int, check_probability
-from .registry import register_model
+from .._checks import check_choice, check_flag, check_int, check_probability
+from ..init import torchvision_init_
+from .registry import published, register_model
 
 __all__ = [
     "BasicBlock",
@@ -74,7 +80,6 @@ __all__ = [
     "PreActResNet",
     "make_shortcut",
     "drop_path_probabilities",
-    "IMAGENET_RESNETS",
     "IMAGENET_WIDTHS",
     "CIFAR_WIDTHS",
     "SHORTCUTS",
@@ -111,32 +116,10 @@ SHORTCUTS = {
     "C": "1x1 conv + BN projection on every block",
 }
 
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _check_shortcut(name: str, value) -> None:
-    if value not in SHORTCUTS:
-        raise ValueError(f"{name} must be one of {sorted(SHORTCUTS)}, got {value!r}")
-
-
-_OPTION_CHECKS = {
-    "small_input": check_flag,
-    "shortcut": _check_shortcut,
-    "drop_path_rate": check_probability,
-    "dropout": check_probability,
-}
-
-
-def _options(given: dict, **defaults) -> dict:
-    """``defaults`` updated with the builder's ``given`` options, each checked; unknown names are refused."""
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown}: this model takes {sorted(defaults)}")
-    values = {**defaults, **given}
-    for name, value in values.items():
-        _OPTION_CHECKS[name](name, value)
-    return values
+# The stages' widths (the 3x3 convs' channels; a Bottleneck outputs 4x as many): He et al. 2016, Table 1
+# (on 56x56, 28x28, 14x14, 7x7 maps) and Sec. 4.2 (the CIFAR nets, on 32x32, 16x16, 8x8 maps).
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+CIFAR_WIDTHS = (16, 32, 64)
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -175,102 +158,104 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int = 1, norm: bool = True):
-    """The shortcut of a residual block, or None for the identity.
+def make_shortcut(kind: str | None, in_channels: int, out_channels: int, stride: int = 1) -> nn.Module | None:
+    """The shortcut of a post-activation residual block.
 
     Args:
-        kind: ``"A"``, ``"B"`` or ``"C"`` (see :data:`SHORTCUTS`).
+        kind: ``"A"``, ``"B"`` or ``"C"`` (see :data:`SHORTCUTS`), or None for a
+            plain block, which has no shortcut.
         in_channels, out_channels, stride: of the block.
-        norm: follow a projection by BatchNorm (post-activation blocks) or not
-            (pre-activation blocks, whose input is already normalised).
 
     Returns:
-        None (identity), a :class:`ZeroPadShortcut`, or a projection
-        ``1x1 conv(stride) [+ BN]``: (N, C_in, H, W) -> (N, C_out, H/stride, W/stride).
+        None (plain), ``nn.Identity()``, a :class:`ZeroPadShortcut`, or the projection
+        ``1x1 conv(stride) + BN``: (N, C_in, H, W) -> (N, C_out, H/stride, W/stride).
     """
-    _check_shortcut("shortcut", kind)
+    check_choice("shortcut", kind, (*SHORTCUTS, None))
+    if kind is None:
+        return None
     same_shape = stride == 1 and in_channels == out_channels
     if kind == "C" or (kind == "B" and not same_shape):
-        conv = _conv1x1(in_channels, out_channels, stride)
-        return nn.Sequential(conv, nn.BatchNorm2d(out_channels)) if norm else conv
+        return nn.Sequential(_conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
     if kind == "A" and not same_shape:
         return ZeroPadShortcut(in_channels, out_channels, stride)
-    return None
+    return nn.Identity()
 
 
-class _PostActivationBlock(nn.Module):
-    """What BasicBlock and Bottleneck share: y = ReLU(drop_path(F(x)) + shortcut(x)).
-
-    A subclass builds the layers of its residual branch F, then calls
-    :meth:`_add_shortcut` (so the shortcut comes after the branch in the
-    state_dict, as in torchvision), and defines :meth:`residual_branch`.
-    ``shortcut=None`` makes a *plain* block: y = ReLU(F(x)), nothing added.
-    """
-
-    expansion = 1
-
-    def _add_shortcut(self, in_channels: int, out_channels: int, stride: int, shortcut, drop_path: float) -> None:
-        check_probability("drop_path", drop_path)
-        self.plain = shortcut is None
-        if self.plain and drop_path > 0:
-            raise ValueError("drop_path needs a shortcut: a plain block (shortcut=None) has no branch to skip")
-        self.shortcut = None if self.plain else make_shortcut(shortcut, in_channels, out_channels, stride)
-        self.drop_path = None if self.plain else DropPath(drop_path)
-        self.relu = nn.ReLU(inplace=True)
-
-    def residual_branch(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def extra_repr(self) -> str:
-        if self.plain:
-            return "plain: no shortcut"
-        return "shortcut=identity" if self.shortcut is None else ""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.residual_branch(x)
-        if self.plain:
-            return self.relu(out)
-        identity = x if self.shortcut is None else self.shortcut(x)
-        return self.relu(self.drop_path(out) + identity)
+def _check_drop_path(drop_path: float, shortcut: str | None) -> None:
+    check_probability("drop_path", drop_path)
+    if shortcut is None and drop_path > 0:
+        raise ValueError("drop_path must be 0 in a plain block (shortcut=None): dropping F(x) would leave nothing")
 
 
-class BasicBlock(_PostActivationBlock):
-    """Two 3x3 convs (He et al. 2016, Fig. 2 and 5 left): F = BN(conv3x3(ReLU(BN(conv3x3_stride(x))))).
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (He et al. 2016, Fig. 2 and 5 left): y = ReLU(F(x) + shortcut(x)),
+    F = BN(conv3x3(ReLU(BN(conv3x3_stride(x))))).
 
     Args:
         in_channels: channels of x.
         channels: channels of both convs and of the output (``expansion = 1``).
         stride: of the first conv (2 at the start of a stage).
-        shortcut: ``"A"``, ``"B"``, ``"C"``, or None for a plain block.
+        shortcut: ``"A"``, ``"B"``, ``"C"`` (see :func:`make_shortcut`), or None for
+            a plain block: y = ReLU(F(x)), nothing added.
         drop_path: probability of dropping F for an example (stochastic depth).
-        attention: optional module factory ``attention(channels)`` applied to F
-            before the addition (e.g. ``SqueezeExcitation``).
+        attention_layer: optional factory ``attention_layer(channels)`` of a module
+            applied to F before the addition (e.g. ``SqueezeExcitation``).
+        groups, base_width: only 1 and 64 (as in torchvision; they shape a
+            :class:`Bottleneck`, and a network hands them to every block).
 
     Shapes: (N, in_channels, H, W) -> (N, channels, H/stride, W/stride).
     """
 
     expansion = 1
 
-    def __init__(self, in_channels, channels, stride=1, shortcut="B", drop_path=0.0, attention=None):
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        stride: int = 1,
+        shortcut: str | None = "B",
+        drop_path: float = 0.0,
+        attention_layer: Callable[[int], nn.Module] | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+    ):
         super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError(
+                f"groups and base_width must be 1 and 64 in a BasicBlock (ResNeXt and wide blocks are Bottlenecks), "
+                f"got {groups} and {base_width}"
+            )
+        _check_drop_path(drop_path, shortcut)
         self.conv1 = _conv3x3(in_channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
         self.conv2 = _conv3x3(channels, channels)
         self.bn2 = nn.BatchNorm2d(channels)
-        self.attention = attention(channels) if attention is not None else None
-        self._add_shortcut(in_channels, channels, stride, shortcut, drop_path)
+        self.attention = attention_layer(channels) if attention_layer is not None else None
+        self.shortcut = make_shortcut(shortcut, in_channels, channels, stride)
+        self.drop_path = DropPath(drop_path)
 
-    def residual_branch(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return out if self.attention is None else self.attention(out)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+
+        if self.attention is not None:
+            out = self.attention(out)
+        out = self.drop_path(out)
+        if self.shortcut is not None:  # None: a plain block, nothing is added
+            out = out + self.shortcut(x)
+        return self.relu(out)
 
 
-class Bottleneck(_PostActivationBlock):
+class Bottleneck(nn.Module):
     """1x1 reduce - 3x3 - 1x1 expand (He et al. 2016, Fig. 5 right; e.g. 256-64-64-256).
 
-    F = BN(conv1x1(ReLU(BN(conv3x3_stride(ReLU(BN(conv1x1(x)))))))), the
-    stride on the 3x3 conv as in torchvision (ResNet v1.5). The inner width is
+    y = ReLU(F(x) + shortcut(x)), F = BN(conv1x1(ReLU(BN(conv3x3_stride(ReLU(BN(conv1x1(x)))))))),
+    the stride on the 3x3 conv as in torchvision (ResNet v1.5). The inner width is
     ``int(channels * base_width / 64) * groups``: ``channels`` for ResNet,
     ``2 channels`` for Wide ResNet-50-2 (base_width 128), and 32 groups of 4 for
     ResNeXt 32x4d (a grouped 3x3 conv: each group sees 4 of the 128 channels).
@@ -279,8 +264,8 @@ class Bottleneck(_PostActivationBlock):
         in_channels: channels of x.
         channels: the ResNet bottleneck width (64, 128, 256, 512 by stage); the
             output has ``channels * 4`` (``expansion = 4``).
-        stride, shortcut, drop_path, attention: as in :class:`BasicBlock`
-            (``attention`` gets the ``4 channels`` of F's output).
+        stride, shortcut, drop_path, attention_layer: as in :class:`BasicBlock`
+            (``attention_layer`` gets the ``4 channels`` of F's output).
         groups: cardinality of the 3x3 conv (ResNeXt).
         base_width: width per group at ``channels = 64``.
 
@@ -290,9 +275,18 @@ class Bottleneck(_PostActivationBlock):
     expansion = 4
 
     def __init__(
-        self, in_channels, channels, stride=1, shortcut="B", drop_path=0.0, attention=None, groups=1, base_width=64
+        self,
+        in_channels: int,
+        channels: int,
+        stride: int = 1,
+        shortcut: str | None = "B",
+        drop_path: float = 0.0,
+        attention_layer: Callable[[int], nn.Module] | None = None,
+        groups: int = 1,
+        base_width: int = 64,
     ):
         super().__init__()
+        _check_drop_path(drop_path, shortcut)
         width = int(channels * base_width / 64) * groups
         out_channels = channels * self.expansion
         self.conv1 = _conv1x1(in_channels, width)
@@ -301,14 +295,29 @@ class Bottleneck(_PostActivationBlock):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = _conv1x1(width, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.attention = attention(out_channels) if attention is not None else None
-        self._add_shortcut(in_channels, out_channels, stride, shortcut, drop_path)
+        self.relu = nn.ReLU(inplace=True)
+        self.attention = attention_layer(out_channels) if attention_layer is not None else None
+        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride)
+        self.drop_path = DropPath(drop_path)
 
-    def residual_branch(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return out if self.attention is None else self.attention(out)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+
+        out = self.conv3(out)
+        out = self.bn3(out)
+
+        if self.attention is not None:
+            out = self.attention(out)
+        out = self.drop_path(out)
+        if self.shortcut is not None:  # None: a plain block, nothing is added
+            out = out + self.shortcut(x)
+        return self.relu(out)
 
 
 class PreActBlock(nn.Module):
@@ -320,7 +329,8 @@ class PreActBlock(nn.Module):
         y = x + F(x),  F = conv3x3(dropout(ReLU(BN(conv3x3_stride(ReLU(BN(x)))))))
 
     Where the shape changes, the shortcut is a 1x1 conv (no BN) on the
-    pre-activated input ReLU(BN(x)), as in the authors' code and WRN's.
+    pre-activated input ReLU(BN(x)), as in the authors' code and WRN's;
+    elsewhere it is the identity (``shortcut`` is None).
 
     Args:
         in_channels, channels, stride, drop_path: as in :class:`BasicBlock`.
@@ -331,170 +341,176 @@ class PreActBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels, channels, stride=1, drop_path=0.0, dropout=0.0):
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, drop_path: float = 0.0, dropout: float = 0.0):
         super().__init__()
+        check_probability("drop_path", drop_path)
         check_probability("dropout", dropout)
         self.bn1 = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU(inplace=True)
         self.conv1 = _conv3x3(in_channels, channels, stride)
         self.bn2 = nn.BatchNorm2d(channels)
+        self.dropout = nn.Dropout(dropout)
         self.conv2 = _conv3x3(channels, channels)
-        self.shortcut = make_shortcut("B", in_channels, channels, stride, norm=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        same_shape = stride == 1 and in_channels == channels
+        self.shortcut = None if same_shape else _conv1x1(in_channels, channels, stride)
         self.drop_path = DropPath(drop_path)
 
-    def extra_repr(self) -> str:
-        return "shortcut=identity" if self.shortcut is None else ""
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.relu(self.bn1(x))
-        identity = x if self.shortcut is None else self.shortcut(pre)
-        out = self.relu(self.bn2(self.conv1(pre)))
-        if self.dropout is not None:
-            out = self.dropout(out)
-        return self.drop_path(self.conv2(out)) + identity
+        out = self.bn1(x)
+        out = self.relu(out)
+        identity = x if self.shortcut is None else self.shortcut(out)  # a projection sees ReLU(BN(x))
+
+        out = self.conv1(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.dropout(out)
+        out = self.conv2(out)
+
+        out = self.drop_path(out)
+        return out + identity
 
 
 # ----------------------------------------------------------------------------- networks
 
 
-def drop_path_probabilities(num_blocks: int, drop_path_rate: float) -> list[float]:
-    """Stochastic depth's linear decay rule (Huang et al. 2016, Sec. 3), as drop probabilities.
+def drop_path_probabilities(depths: Sequence[int], drop_path_rate: float) -> list[list[float]]:
+    """Stochastic depth's linear decay rule (Huang et al. 2016, Sec. 3): each block's drop probability, by stage.
 
-    Block ``l`` of ``L`` (counted from 1 over the whole net) keeps its
-    residual branch with probability ``p_l = 1 - l / L (1 - p_L)``, i.e. drops
-    it with probability ``l / L * drop_path_rate`` where ``drop_path_rate =
+    Block ``l`` of ``L = sum(depths)`` (counted from 1 over the whole net) keeps
+    its residual branch with probability ``p_l = 1 - l / L (1 - p_L)``, i.e.
+    drops it with probability ``l / L * drop_path_rate`` where ``drop_path_rate =
     1 - p_L`` is the last block's (the paper: p_L = 0.5). The input is never dropped.
     """
-    return [drop_path_rate * (block / num_blocks) for block in range(1, num_blocks + 1)]
+    total = sum(depths)
+    probabilities = iter(drop_path_rate * block / total for block in range(1, total + 1))
+    return [[next(probabilities) for _ in range(depth)] for depth in depths]
 
 
-def _make_stages(block, in_channels, depths, widths, drop_path_rate, **block_options) -> list[nn.Sequential]:
-    """One nn.Sequential of blocks per stage; every stage after the first halves the map (stride 2 in its first block).
-
-    ``widths[i]`` is the ``channels`` argument of stage i's blocks (their output:
-    ``widths[i] * block.expansion``); ``block_options`` go to every block.
-    """
-    drop_probs = iter(drop_path_probabilities(sum(depths), drop_path_rate))
-    stages = []
-    for stage, (depth, width) in enumerate(zip(depths, widths)):
-        blocks = []
-        for index in range(depth):
-            stride = 2 if stage > 0 and index == 0 else 1
-            blocks.append(block(in_channels, width, stride, drop_path=next(drop_probs), **block_options))
-            in_channels = width * block.expansion
-        stages.append(nn.Sequential(*blocks))
-    return stages
+def _check_sizes(num_classes: int, in_channels: int, depths: Sequence[int], widths: Sequence[int]) -> None:
+    check_int("num_classes", num_classes, 1)
+    check_int("in_channels", in_channels, 1)
+    if len(depths) not in (3, 4) or len(widths) != len(depths):
+        raise ValueError(f"depths and widths must give 3 or 4 stages each, got {tuple(depths)} and {tuple(widths)}")
 
 
-def _stem_conv(in_channels: int, out_channels: int, small_input: bool) -> tuple[nn.Conv2d, nn.Module]:
-    """The first conv and the pooling after it: 7x7 stride 2 + 3x3 max-pool stride 2 (224x224 -> 56x56),
-    or, with ``small_input``, a 3x3 stride-1 conv and no pooling (32x32 -> 32x32)."""
+def _stem_conv(in_channels: int, out_channels: int, small_input: bool) -> nn.Conv2d:
+    """The first conv: 7x7 stride 2 for 224x224 inputs (a 3x3 stride-2 max-pool follows: 224x224 -> 56x56),
+    or, with ``small_input``, 3x3 stride 1 for 32x32 inputs (no max-pool: 32x32 -> 32x32)."""
+    check_flag("small_input", small_input)
     if small_input:
-        return nn.Conv2d(in_channels, out_channels, 3, stride=1, padding=1, bias=False), nn.Identity()
-    conv = nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False)
-    return conv, nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        return nn.Conv2d(in_channels, out_channels, 3, stride=1, padding=1, bias=False)
+    return nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False)
 
 
-class _StagedNet(nn.Module):
-    """What ResNet and PreActResNet share: stages named layer1, layer2, ... and a GAP + fc head."""
-
-    def _add_stages(self, stages: list[nn.Sequential]) -> None:
-        for i, stage in enumerate(stages, start=1):
-            self.add_module(f"layer{i}", stage)
-        self.num_stages = len(stages)
-
-    @property
-    def stages(self) -> list[nn.Sequential]:
-        """``[layer1, layer2, ...]``."""
-        return [getattr(self, f"layer{i}") for i in range(1, self.num_stages + 1)]
-
-    @property
-    def blocks(self) -> list[nn.Module]:
-        """All residual blocks, input to output (block l = ``blocks[l - 1]``)."""
-        return [block for stage in self.stages for block in stage]
-
-    def _init_weights(self) -> None:
-        """As torchvision: He-normal (fan_out) convs, BatchNorm to the identity (attention modules keep theirs)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, num_classes) logits."""
-        return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
-
-
-class ResNet(_StagedNet):
+class ResNet(nn.Module):
     """A (post-activation) residual network: stem - stages of blocks - global average pooling - fc.
 
     Args:
         block: :class:`BasicBlock` or :class:`Bottleneck`.
-        depths: blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50.
-        widths: the ``channels`` of each stage's blocks, e.g. ``(64, 128, 256, 512)``;
-            the first stage keeps the stem's resolution, each later one halves it.
+        depths: blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50, ``(3, 3, 3)``
+            for the CIFAR ResNet-20 (3 or 4 stages).
+        widths: the ``channels`` of each stage's blocks, e.g. :data:`IMAGENET_WIDTHS`;
+            the stem has the first stage's width. The first stage keeps the
+            stem's resolution, each later one halves it.
         num_classes, in_channels: outputs of the classifier, channels of the input images.
-        stem_channels: channels of the first conv (64 on ImageNet, 16 on CIFAR).
         small_input: 3x3 stride-1 stem without max-pool (32x32 inputs) instead of
             7x7 stride 2 + max-pool (224x224 inputs).
         shortcut: ``"A"``, ``"B"``, ``"C"``, or None for the plain net (no shortcuts).
-        drop_path_rate: stochastic depth, the last block's drop probability.
-        **block_options: for every block (``groups``, ``base_width``, ``attention``).
+        drop_path_rate: stochastic depth, the last block's drop probability
+            (see :func:`drop_path_probabilities`).
+        groups, width_per_group: the Bottleneck's grouped 3x3 conv (ResNeXt: 32 and 4)
+            or its wider inner convs (Wide ResNet-50-2: width_per_group 128).
+        attention_layer: a module factory for every block's residual branch (SE, CBAM).
 
     Shapes: (N, in_channels, H, W) -> (N, num_classes). ResNet-50 at 224x224:
     conv1 112x112x64 -> max-pool 56x56x64 -> layer1 56x56x256 -> layer2 28x28x512
     -> layer3 14x14x1024 -> layer4 7x7x2048 -> GAP 2048 -> fc. With
-    ``small_input`` at 32x32: layer1 32x32 ... layer4 4x4.
+    ``small_input`` at 32x32: layer1 32x32 ... layer4 4x4. The 3-stage CIFAR
+    nets have no fourth stage (``layer4`` is the identity): 32x32 -> 8x8x64.
     """
 
     def __init__(
         self,
-        block,
-        depths,
-        widths,
-        num_classes=1000,
-        in_channels=3,
-        stem_channels=64,
-        small_input=False,
-        shortcut="B",
-        drop_path_rate=0.0,
-        **block_options,
+        block: type[BasicBlock | Bottleneck],
+        depths: Sequence[int],
+        widths: Sequence[int],
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        *,
+        small_input: bool = False,
+        shortcut: str | None = "B",
+        drop_path_rate: float = 0.0,
+        groups: int = 1,
+        width_per_group: int = 64,
+        attention_layer: Callable[[int], nn.Module] | None = None,
     ):
         super().__init__()
-        check_int("num_classes", num_classes, 1)
-        check_int("in_channels", in_channels, 1)
-        check_flag("small_input", small_input)
+        _check_sizes(num_classes, in_channels, depths, widths)
         check_probability("drop_path_rate", drop_path_rate)
-        if shortcut is None and drop_path_rate > 0:
-            raise ValueError("drop_path_rate needs shortcuts: a plain net (shortcut=None) has no branch to skip")
-        self.conv1, pool = _stem_conv(in_channels, stem_channels, small_input)
-        self.bn1 = nn.BatchNorm2d(stem_channels)
+        # _make_layer gives these to every block (torchvision keeps groups and base_width the same way).
+        self.shortcut_option, self.attention_layer = shortcut, attention_layer
+        self.groups, self.base_width = groups, width_per_group
+        # Channels of the features built so far: the stem's, then each stage's; at the end the fc's input.
+        self.num_features = widths[0]
+        drop_paths = drop_path_probabilities(depths, drop_path_rate)
+
+        self.conv1 = _stem_conv(in_channels, self.num_features, small_input)
+        self.bn1 = nn.BatchNorm2d(self.num_features)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = pool
-        self._add_stages(
-            _make_stages(block, stem_channels, depths, widths, drop_path_rate, shortcut=shortcut, **block_options)
-        )
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, widths[0], drop_paths[0])
+        self.layer2 = self._make_layer(block, widths[1], drop_paths[1], stride=2)
+        self.layer3 = self._make_layer(block, widths[2], drop_paths[2], stride=2)
+        four_stages = len(depths) == 4
+        self.layer4 = self._make_layer(block, widths[3], drop_paths[3], stride=2) if four_stages else nn.Identity()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = widths[-1] * block.expansion
         self.fc = nn.Linear(self.num_features, num_classes)
-        self._init_weights()
+        torchvision_init_(self, linear_std=None)
+
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], channels: int, drop_paths: list[float], stride: int = 1
+    ) -> nn.Sequential:
+        """One stage, a block per drop probability: the first has ``stride`` and the new width, the others keep both."""
+        layers = []
+        for drop_path in drop_paths:
+            layers.append(
+                block(
+                    self.num_features,
+                    channels,
+                    stride,
+                    shortcut=self.shortcut_option,
+                    drop_path=drop_path,
+                    attention_layer=self.attention_layer,
+                    groups=self.groups,
+                    base_width=self.base_width,
+                )
+            )
+            self.num_features, stride = channels * block.expansion, 1
+        return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_channels, H, W) -> (N, num_features, h, w), the last stage's map: h = H/32 with the
         ImageNet stem and 4 stages, H/8 with ``small_input``, H/4 for the 3-stage CIFAR nets."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for stage in self.stages:
-            x = stage(x)
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
         return x
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> (N, num_classes) logits."""
+        x = self.forward_features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
 
-class PreActResNet(_StagedNet):
+
+class PreActResNet(nn.Module):
     """A pre-activation residual network of :class:`PreActBlock` (He et al. 2016, "Identity mappings"; WRN).
 
     The stem is a bare conv (the first block normalises and activates its
@@ -505,8 +521,8 @@ class PreActResNet(_StagedNet):
     no BN-ReLU in between.
 
     Args:
-        depths, widths, num_classes, in_channels, stem_channels, small_input,
-        drop_path_rate: as in :class:`ResNet`.
+        depths, widths, num_classes, in_channels, small_input, drop_path_rate: as in :class:`ResNet`.
+        stem_channels: channels of the first conv (64 on ImageNet, 16 on CIFAR).
         dropout: dropout between the two convs of every block (WRN).
 
     Shapes: (N, in_channels, H, W) -> (N, num_classes). WRN-28-10 at 32x32:
@@ -516,251 +532,467 @@ class PreActResNet(_StagedNet):
 
     def __init__(
         self,
-        depths,
-        widths,
-        num_classes=1000,
-        in_channels=3,
-        stem_channels=64,
-        small_input=False,
-        drop_path_rate=0.0,
-        dropout=0.0,
+        depths: Sequence[int],
+        widths: Sequence[int],
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        *,
+        stem_channels: int = 64,
+        small_input: bool = False,
+        drop_path_rate: float = 0.0,
+        dropout: float = 0.0,
     ):
         super().__init__()
-        check_int("num_classes", num_classes, 1)
-        check_int("in_channels", in_channels, 1)
-        check_flag("small_input", small_input)
+        _check_sizes(num_classes, in_channels, depths, widths)
         check_probability("drop_path_rate", drop_path_rate)
-        self.conv1, self.maxpool = _stem_conv(in_channels, stem_channels, small_input)
-        self._add_stages(_make_stages(PreActBlock, stem_channels, depths, widths, drop_path_rate, dropout=dropout))
-        self.num_features = widths[-1]
+        self.block_dropout = dropout  # _make_layer gives it to every block
+        # Channels of the features built so far: the stem's, then each stage's; at the end the fc's input.
+        self.num_features = stem_channels
+        drop_paths = drop_path_probabilities(depths, drop_path_rate)
+
+        self.conv1 = _stem_conv(in_channels, stem_channels, small_input)
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(widths[0], drop_paths[0])
+        self.layer2 = self._make_layer(widths[1], drop_paths[1], stride=2)
+        self.layer3 = self._make_layer(widths[2], drop_paths[2], stride=2)
+        four_stages = len(depths) == 4
+        self.layer4 = self._make_layer(widths[3], drop_paths[3], stride=2) if four_stages else nn.Identity()
         self.bn = nn.BatchNorm2d(self.num_features)
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
-        self._init_weights()
+        torchvision_init_(self, linear_std=None)
+
+    def _make_layer(self, channels: int, drop_paths: list[float], stride: int = 1) -> nn.Sequential:
+        """One stage, a block per drop probability: the first has ``stride`` and the new width, the others keep both."""
+        layers = []
+        for drop_path in drop_paths:
+            block = PreActBlock(self.num_features, channels, stride, drop_path=drop_path, dropout=self.block_dropout)
+            layers.append(block)
+            self.num_features, stride = channels, 1
+        return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_channels, H, W) -> (N, num_features, h, w), after the final BN-ReLU."""
-        x = self.maxpool(self.conv1(x))
-        for stage in self.stages:
-            x = stage(x)
-        return self.relu(self.bn(x))
+        x = self.conv1(x)
+        x = self.maxpool(x)
 
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
 
-# ----------------------------------------------------------------------------- configurations
+        x = self.bn(x)
+        return self.relu(x)
 
-# He et al. 2016, Table 1: the block and the number of blocks in conv2_x, conv3_x, conv4_x, conv5_x.
-IMAGENET_RESNETS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
-    101: (Bottleneck, (3, 4, 23, 3)),
-    152: (Bottleneck, (3, 8, 36, 3)),
-}
-# Their widths (the 3x3 convs' channels; a Bottleneck outputs 4x as many) on 56x56, 28x28, 14x14, 7x7 maps.
-IMAGENET_WIDTHS = (64, 128, 256, 512)
-
-# He et al. 2016, Sec. 4.2: 6n + 2 layers - a 3x3 conv with 16 filters, then three stages of n
-# BasicBlocks with 16, 32, 64 filters on 32x32, 16x16, 8x8 maps, global average pooling, fc.
-CIFAR_WIDTHS = (16, 32, 64)
-
-
-def _imagenet_resnet(depth, num_classes, in_channels, options, *, plain=False, **block_options) -> ResNet:
-    """ResNet-``depth`` of Table 1, with ``block_options`` for its blocks (ResNeXt, WRN, SE, CBAM)."""
-    if plain:  # no shortcut to choose and no residual branch to drop
-        opts = _options(options, small_input=False)
-        opts["shortcut"] = None
-    else:
-        opts = _options(options, small_input=False, shortcut="B", drop_path_rate=0.0)
-    block, depths = IMAGENET_RESNETS[depth]
-    return ResNet(block, depths, IMAGENET_WIDTHS, num_classes, in_channels, stem_channels=64, **opts, **block_options)
-
-
-def _cifar_resnet(depth, num_classes, in_channels, options, *, plain=False) -> ResNet:
-    """The 6n+2-layer CIFAR ResNet (option A shortcuts) or its plain twin."""
-    if plain:
-        opts = _options(options, small_input=True)
-        opts["shortcut"] = None
-    else:
-        opts = _options(options, small_input=True, shortcut="A", drop_path_rate=0.0)
-    if not opts["small_input"]:
-        raise ValueError("small_input must be True: the CIFAR ResNets are built for 32x32 inputs (see resnet18 ...)")
-    n = (depth - 2) // 6
-    return ResNet(BasicBlock, (n, n, n), CIFAR_WIDTHS, num_classes, in_channels, stem_channels=16, **opts)
-
-
-def _wide_resnet(depth, widen_factor, num_classes, in_channels, options) -> PreActResNet:
-    """WRN-depth-k (Zagoruyko & Komodakis 2016, Table 1): 3 stages of (depth - 4) / 6 wide pre-activation
-    blocks with 16k, 32k, 64k channels after a 16-channel 3x3 stem; 32x32 inputs."""
-    opts = _options(options, small_input=True, drop_path_rate=0.0, dropout=0.0)
-    if not opts.pop("small_input"):
-        raise ValueError("small_input must be True: WRN-28-10 is built for 32x32 inputs")
-    n = (depth - 4) // 6
-    widths = tuple(c * widen_factor for c in CIFAR_WIDTHS)
-    return PreActResNet((n, n, n), widths, num_classes, in_channels, stem_channels=16, small_input=True, **opts)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> (N, num_classes) logits."""
+        x = self.forward_features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
 
 
 # ----------------------------------------------------------------------------- builders: ImageNet (224x224)
 
-
-@register_model
-def resnet18(num_classes=1000, in_channels=3, **options):
-    """ResNet-18 (He et al. 2016, Table 1): BasicBlocks [2, 2, 2, 2]; 11,689,512 parameters, as torchvision.
-    Input 224x224 (32x32 with ``small_input=True``). Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
-    return _imagenet_resnet(18, num_classes, in_channels, options)
+_HE_2016 = "He, Zhang, Ren & Sun 2016, Deep residual learning for image recognition"
 
 
-@register_model
-def resnet34(num_classes=1000, in_channels=3, **options):
-    """ResNet-34 (He et al. 2016, Table 1): BasicBlocks [3, 4, 6, 3]; 21,797,672 parameters, as torchvision.
-    Input 224x224 (32x32 with ``small_input=True``). Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
-    return _imagenet_resnet(34, num_classes, in_channels, options)
+@register_model(paper=_HE_2016, params=[published(11_689_512, "torchvision.models.resnet18")])
+def resnet18(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
+    """ResNet-18 (He et al. 2016, Table 1): BasicBlocks [2, 2, 2, 2], as torchvision.
+
+    Args:
+        small_input: 3x3 stride-1 stem and no max-pool, for 32x32 images.
+        shortcut: ``"A"``, ``"B"`` or ``"C"`` (see :data:`SHORTCUTS`).
+        drop_path_rate: stochastic depth, the last block's drop probability.
+
+    Shapes: (N, in_channels, 224, 224) -> (N, num_classes). The other ImageNet
+    ResNets (resnet34 ... cbam_resnet50) take the same arguments.
+    """
+    return ResNet(
+        BasicBlock, (2, 2, 2, 2), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model
-def resnet50(num_classes=1000, in_channels=3, **options):
-    """ResNet-50 (He et al. 2016, Table 1): Bottlenecks [3, 4, 6, 3]; 25,557,032 parameters, as torchvision.
-    Input 224x224 (32x32 with ``small_input=True``). Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
-    return _imagenet_resnet(50, num_classes, in_channels, options)
+@register_model(paper=_HE_2016, params=[published(21_797_672, "torchvision.models.resnet34")])
+def resnet34(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
+    """ResNet-34 (He et al. 2016, Table 1): BasicBlocks [3, 4, 6, 3], as torchvision."""
+    return ResNet(
+        BasicBlock, (3, 4, 6, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model
-def resnet101(num_classes=1000, in_channels=3, **options):
-    """ResNet-101 (He et al. 2016, Table 1): Bottlenecks [3, 4, 23, 3]; 44,549,160 parameters, as torchvision.
-    Input 224x224 (32x32 with ``small_input=True``). Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
-    return _imagenet_resnet(101, num_classes, in_channels, options)
+@register_model(paper=_HE_2016, params=[published(25_557_032, "torchvision.models.resnet50")])
+def resnet50(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
+    """ResNet-50 (He et al. 2016, Table 1): Bottlenecks [3, 4, 6, 3], as torchvision."""
+    return ResNet(
+        Bottleneck, (3, 4, 6, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model
-def resnet152(num_classes=1000, in_channels=3, **options):
-    """ResNet-152 (He et al. 2016, Table 1): Bottlenecks [3, 8, 36, 3]; 60,192,808 parameters, as torchvision.
-    Input 224x224 (32x32 with ``small_input=True``). Shapes: (N, in_channels, H, W) -> (N, num_classes)."""
-    return _imagenet_resnet(152, num_classes, in_channels, options)
+@register_model(paper=_HE_2016, params=[published(44_549_160, "torchvision.models.resnet101")])
+def resnet101(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
+    """ResNet-101 (He et al. 2016, Table 1): Bottlenecks [3, 4, 23, 3], as torchvision."""
+    return ResNet(
+        Bottleneck, (3, 4, 23, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model
-def resnext50_32x4d(num_classes=1000, in_channels=3, **options):
+@register_model(paper=_HE_2016, params=[published(60_192_808, "torchvision.models.resnet152")])
+def resnet152(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
+    """ResNet-152 (He et al. 2016, Table 1): Bottlenecks [3, 8, 36, 3], as torchvision."""
+    return ResNet(
+        Bottleneck, (3, 8, 36, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(
+    paper="Xie, Girshick, Dollar, Tu & He 2017, Aggregated residual transformations for deep neural networks",
+    params=[published(25_028_904, "torchvision.models.resnext50_32x4d; Xie et al. 2017, Table 1: 25.0M")],
+)
+def resnext50_32x4d(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
     """ResNeXt-50 32x4d (Xie et al. 2017, Table 1): ResNet-50 whose 3x3 convs have 32 groups of 4 channels
-    (128 wide in stage 1); 25,028,904 parameters, as torchvision. Input 224x224 (32x32 with ``small_input=True``)."""
-    return _imagenet_resnet(50, num_classes, in_channels, options, groups=32, base_width=4)
+    (128 wide in stage 1), as torchvision."""
+    return ResNet(
+        Bottleneck, (3, 4, 6, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate, groups=32, width_per_group=4,
+    )
 
 
-@register_model
-def wide_resnet50_2(num_classes=1000, in_channels=3, **options):
-    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016, ImageNet "WRN-50-2-bottleneck"): ResNet-50 with twice as
-    wide inner 1x1-3x3 convs; 68,883,240 parameters, as torchvision. Input 224x224 (32x32 with ``small_input``)."""
-    return _imagenet_resnet(50, num_classes, in_channels, options, base_width=128)
+@register_model(
+    paper="Zagoruyko & Komodakis 2016, Wide residual networks",
+    params=[published(68_883_240, "torchvision.models.wide_resnet50_2; Zagoruyko & Komodakis 2016: 68.9M")],
+)
+def wide_resnet50_2(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016, ImageNet "WRN-50-2-bottleneck"): ResNet-50 with twice
+    as wide inner 1x1-3x3 convs, as torchvision."""
+    return ResNet(
+        Bottleneck, (3, 4, 6, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate, width_per_group=128,
+    )
 
 
-@register_model
-def se_resnet50(num_classes=1000, in_channels=3, **options):
+@register_model(
+    paper="Hu, Shen & Sun 2018, Squeeze-and-excitation networks",
+    params=[
+        published(
+            28_088_024,
+            "computed: resnet50 + 2,530,992 SE parameters (Hu et al. 2018, Sec. 'Model and computational "
+            "complexity': ~2.5 million more than ResNet-50); Woo et al. 2018 (CBAM), Table 4: 28.09M",
+        )
+    ],
+)
+def se_resnet50(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
     """SE-ResNet-50 (Hu et al. 2018): a squeeze-and-excitation gate (reduction 16) on every Bottleneck's
-    residual branch before the addition; 28,088,024 parameters (published 28.09M). Input 224x224."""
-    return _imagenet_resnet(50, num_classes, in_channels, options, attention=partial(SqueezeExcitation, reduction=16))
+    residual branch before the addition."""
+    return ResNet(
+        Bottleneck, (3, 4, 6, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate,
+        attention_layer=partial(SqueezeExcitation, reduction=16),
+    )
 
 
-@register_model
-def cbam_resnet50(num_classes=1000, in_channels=3, **options):
-    """ResNet-50 + CBAM (Woo et al. 2018): channel then spatial attention (reduction 16, 7x7 spatial conv) on
-    every Bottleneck's residual branch before the addition; 28,089,608 parameters (published 28.09M: the
-    authors' code has a bias-free 7x7 conv + BN, 100 parameters per block instead of 99, 28,089,624)."""
-    return _imagenet_resnet(50, num_classes, in_channels, options, attention=partial(CBAM, reduction=16))
+@register_model(
+    paper="Woo, Park, Lee & Kweon 2018, CBAM: Convolutional block attention module",
+    params=[
+        published(
+            28_089_608,
+            "computed: se_resnet50 + 16 blocks x 99 (7x7 spatial conv with bias); Woo et al. 2018, Table 4: 28.09M "
+            "(the authors' code: spatial conv without bias + BN, 100 per block, 28,089,624)",
+        )
+    ],
+)
+def cbam_resnet50(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    shortcut: str = "B",
+    drop_path_rate: float = 0.0,
+) -> ResNet:
+    """ResNet-50 + CBAM (Woo et al. 2018): channel then spatial attention (reduction 16, 7x7 spatial conv)
+    on every Bottleneck's residual branch before the addition."""
+    return ResNet(
+        Bottleneck, (3, 4, 6, 3), IMAGENET_WIDTHS, num_classes, in_channels,
+        small_input=small_input, shortcut=shortcut, drop_path_rate=drop_path_rate,
+        attention_layer=partial(CBAM, reduction=16),
+    )
 
 
-@register_model
-def plain18(num_classes=1000, in_channels=3, **options):
+@register_model(
+    paper=_HE_2016,
+    params=[published(11_515_688, "computed: resnet18 without its 3 projection shortcuts (= resnet18 option A)")],
+)
+def plain18(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False) -> ResNet:
     """Plain-18 (He et al. 2016, Table 1 and Fig. 4 left): ResNet-18 without shortcuts. At a stage's start
-    its first conv already has stride 2 and the new width, so dropping the shortcut drops its projection
-    too: 11,515,688 parameters = resnet18 - 173,824. Input 224x224 (32x32 with ``small_input=True``)."""
-    return _imagenet_resnet(18, num_classes, in_channels, options, plain=True)
+    its first conv already has stride 2 and the new width, so dropping the shortcut drops its projection too.
+    Input 224x224 (32x32 with ``small_input=True``)."""
+    return ResNet(
+        BasicBlock, (2, 2, 2, 2), IMAGENET_WIDTHS, num_classes, in_channels, small_input=small_input, shortcut=None
+    )
 
 
-@register_model
-def plain34(num_classes=1000, in_channels=3, **options):
-    """Plain-34 (He et al. 2016, Fig. 3 middle): ResNet-34 without shortcuts (nor their projections);
-    21,623,848 parameters, = resnet34(shortcut="A"). Input 224x224 (32x32 with ``small_input=True``)."""
-    return _imagenet_resnet(34, num_classes, in_channels, options, plain=True)
+@register_model(
+    paper=_HE_2016,
+    params=[published(21_623_848, "computed: resnet34 without its 3 projection shortcuts (= ResNet-34 A, Table 3)")],
+)
+def plain34(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False) -> ResNet:
+    """Plain-34 (He et al. 2016, Fig. 3 middle): ResNet-34 without shortcuts (nor their projections).
+    Input 224x224 (32x32 with ``small_input=True``)."""
+    return ResNet(
+        BasicBlock, (3, 4, 6, 3), IMAGENET_WIDTHS, num_classes, in_channels, small_input=small_input, shortcut=None
+    )
 
 
-@register_model
-def preact_resnet18(num_classes=1000, in_channels=3, **options):
+@register_model(
+    paper="He, Zhang, Ren & Sun 2016, Identity mappings in deep residual networks",
+    params=[
+        published(11_687_720, "computed: resnet18's layout with pre-activation blocks and a final BN (none published)"),
+        published(
+            11_172_170,
+            "computed: kuangliu/pytorch-cifar's PreActResNet18 + a final BN",
+            num_classes=10,
+            small_input=True,
+        ),
+    ],
+)
+def preact_resnet18(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    small_input: bool = False,
+    drop_path_rate: float = 0.0,
+    dropout: float = 0.0,
+) -> PreActResNet:
     """Pre-activation ResNet-18 (He et al. 2016, "Identity mappings"): resnet18's layout with
-    :class:`PreActBlock`s and a final BN-ReLU; 11,687,720 parameters. Input 224x224; with
-    ``small_input=True`` (3x3 stride-1 stem, no max-pool) it is the PreActResNet-18 commonly trained
-    on CIFAR (11,172,170 parameters for 10 classes)."""
-    opts = _options(options, small_input=False, drop_path_rate=0.0, dropout=0.0)
-    return PreActResNet((2, 2, 2, 2), IMAGENET_WIDTHS, num_classes, in_channels, stem_channels=64, **opts)
+    :class:`PreActBlock`s and a final BN-ReLU. Input 224x224; with ``small_input=True`` (3x3 stride-1
+    stem, no max-pool) it is the PreActResNet-18 commonly trained on CIFAR. ``dropout``: between the
+    two convs of every block."""
+    return PreActResNet(
+        (2, 2, 2, 2), IMAGENET_WIDTHS, num_classes, in_channels,
+        stem_channels=64, small_input=small_input, drop_path_rate=drop_path_rate, dropout=dropout,
+    )
 
 
 # ----------------------------------------------------------------------------- builders: CIFAR (32x32)
+# He et al. 2016, Sec. 4.2: 6n + 2 layers - a 3x3 conv with 16 filters, then three stages of n
+# BasicBlocks with 16, 32, 64 filters on 32x32, 16x16, 8x8 maps, global average pooling, fc.
+# The paper counts the parameters with CIFAR-10's 10-class fc.
 
 
-@register_model(input_size=32)
-def resnet20(num_classes=1000, in_channels=3, **options):
-    """ResNet-20 for CIFAR (He et al. 2016, Sec. 4.2, n = 3), option A shortcuts: 269,722 parameters for
-    10 classes (Table 6: 0.27M). Input 32x32. Shapes: (N, in_channels, 32, 32) -> (N, num_classes)."""
-    return _cifar_resnet(20, num_classes, in_channels, options)
+@register_model(
+    input_size=32,
+    paper=_HE_2016,
+    params=[
+        published(334_072, "computed: n = 3, option A, a 1000-class fc"),
+        published(269_722, "He et al. 2016, Table 6: 0.27M", num_classes=10),
+    ],
+)
+def resnet20(
+    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+) -> ResNet:
+    """ResNet-20 for CIFAR (He et al. 2016, Sec. 4.2, n = 3), option A shortcuts by default.
+
+    Args:
+        shortcut: ``"A"``, ``"B"`` or ``"C"`` (see :data:`SHORTCUTS`).
+        drop_path_rate: stochastic depth, the last block's drop probability.
+
+    Shapes: (N, in_channels, 32, 32) -> (N, num_classes). The other CIFAR ResNets take the same arguments.
+    """
+    return ResNet(
+        BasicBlock, (3, 3, 3), CIFAR_WIDTHS, num_classes, in_channels,
+        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model(input_size=32)
-def resnet32(num_classes=1000, in_channels=3, **options):
-    """ResNet-32 for CIFAR (n = 5): 464,154 parameters for 10 classes (Table 6: 0.46M). Input 32x32."""
-    return _cifar_resnet(32, num_classes, in_channels, options)
+@register_model(
+    input_size=32,
+    paper=_HE_2016,
+    params=[
+        published(528_504, "computed: n = 5, option A, a 1000-class fc"),
+        published(464_154, "He et al. 2016, Table 6: 0.46M", num_classes=10),
+    ],
+)
+def resnet32(
+    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+) -> ResNet:
+    """ResNet-32 for CIFAR (n = 5). Input 32x32."""
+    return ResNet(
+        BasicBlock, (5, 5, 5), CIFAR_WIDTHS, num_classes, in_channels,
+        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model(input_size=32)
-def resnet44(num_classes=1000, in_channels=3, **options):
-    """ResNet-44 for CIFAR (n = 7): 658,586 parameters for 10 classes (Table 6: 0.66M). Input 32x32."""
-    return _cifar_resnet(44, num_classes, in_channels, options)
+@register_model(
+    input_size=32,
+    paper=_HE_2016,
+    params=[
+        published(722_936, "computed: n = 7, option A, a 1000-class fc"),
+        published(658_586, "He et al. 2016, Table 6: 0.66M", num_classes=10),
+    ],
+)
+def resnet44(
+    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+) -> ResNet:
+    """ResNet-44 for CIFAR (n = 7). Input 32x32."""
+    return ResNet(
+        BasicBlock, (7, 7, 7), CIFAR_WIDTHS, num_classes, in_channels,
+        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model(input_size=32)
-def resnet56(num_classes=1000, in_channels=3, **options):
-    """ResNet-56 for CIFAR (n = 9): 853,018 parameters for 10 classes (Table 6: 0.85M). Input 32x32."""
-    return _cifar_resnet(56, num_classes, in_channels, options)
+@register_model(
+    input_size=32,
+    paper=_HE_2016,
+    params=[
+        published(917_368, "computed: n = 9, option A, a 1000-class fc"),
+        published(853_018, "He et al. 2016, Table 6: 0.85M", num_classes=10),
+    ],
+)
+def resnet56(
+    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+) -> ResNet:
+    """ResNet-56 for CIFAR (n = 9). Input 32x32."""
+    return ResNet(
+        BasicBlock, (9, 9, 9), CIFAR_WIDTHS, num_classes, in_channels,
+        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model(input_size=32)
-def resnet110(num_classes=1000, in_channels=3, **options):
-    """ResNet-110 for CIFAR (n = 18): 1,727,962 parameters for 10 classes (Table 6: 1.7M). Input 32x32."""
-    return _cifar_resnet(110, num_classes, in_channels, options)
+@register_model(
+    input_size=32,
+    paper=_HE_2016,
+    params=[
+        published(1_792_312, "computed: n = 18, option A, a 1000-class fc"),
+        published(1_727_962, "He et al. 2016, Table 6: 1.7M", num_classes=10),
+    ],
+)
+def resnet110(
+    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+) -> ResNet:
+    """ResNet-110 for CIFAR (n = 18). Input 32x32."""
+    return ResNet(
+        BasicBlock, (18, 18, 18), CIFAR_WIDTHS, num_classes, in_channels,
+        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
 
 
-@register_model(input_size=32)
-def plain20(num_classes=1000, in_channels=3, **options):
-    """Plain-20 for CIFAR (He et al. 2016, Fig. 6 left): resnet20 without shortcuts, same parameters
-    (option A has none). Input 32x32."""
-    return _cifar_resnet(20, num_classes, in_channels, options, plain=True)
+@register_model(
+    input_size=32,
+    paper=_HE_2016,
+    params=[published(334_072, "computed: = resnet20 (option A adds no parameters, He et al. 2016, Sec. 4.2)")],
+)
+def plain20(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+    """Plain-20 for CIFAR (He et al. 2016, Fig. 6 left): resnet20 without shortcuts. Input 32x32."""
+    return ResNet(BasicBlock, (3, 3, 3), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
 
 
-@register_model(input_size=32)
-def plain32(num_classes=1000, in_channels=3, **options):
-    """Plain-32 for CIFAR: resnet32 without shortcuts, same parameters. Input 32x32."""
-    return _cifar_resnet(32, num_classes, in_channels, options, plain=True)
+@register_model(input_size=32, paper=_HE_2016, params=[published(528_504, "computed: = resnet32")])
+def plain32(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+    """Plain-32 for CIFAR: resnet32 without shortcuts. Input 32x32."""
+    return ResNet(BasicBlock, (5, 5, 5), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
 
 
-@register_model(input_size=32)
-def plain44(num_classes=1000, in_channels=3, **options):
-    """Plain-44 for CIFAR: resnet44 without shortcuts, same parameters. Input 32x32."""
-    return _cifar_resnet(44, num_classes, in_channels, options, plain=True)
+@register_model(input_size=32, paper=_HE_2016, params=[published(722_936, "computed: = resnet44")])
+def plain44(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+    """Plain-44 for CIFAR: resnet44 without shortcuts. Input 32x32."""
+    return ResNet(BasicBlock, (7, 7, 7), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
 
 
-@register_model(input_size=32)
-def plain56(num_classes=1000, in_channels=3, **options):
-    """Plain-56 for CIFAR: resnet56 without shortcuts, same parameters. Input 32x32."""
-    return _cifar_resnet(56, num_classes, in_channels, options, plain=True)
+@register_model(input_size=32, paper=_HE_2016, params=[published(917_368, "computed: = resnet56")])
+def plain56(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+    """Plain-56 for CIFAR: resnet56 without shortcuts. Input 32x32."""
+    return ResNet(BasicBlock, (9, 9, 9), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
 
 
-@register_model(input_size=32)
-def plain110(num_classes=1000, in_channels=3, **options):
+@register_model(input_size=32, paper=_HE_2016, params=[published(1_792_312, "computed: = resnet110")])
+def plain110(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """Plain-110 for CIFAR (He et al. 2016: "more than 60% error", not shown in Fig. 6): resnet110 without
-    shortcuts, same parameters. Input 32x32."""
-    return _cifar_resnet(110, num_classes, in_channels, options, plain=True)
+    shortcuts. Input 32x32."""
+    return ResNet(BasicBlock, (18, 18, 18), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
 
 
-@register_model(input_size=32)
-def wrn_28_10(num_classes=1000, in_channels=3, **options):
-    """WRN-28-10 (Zagoruyko & Komodakis 2016): 28 layers, widening factor 10 (160-320-640 channels),
-    pre-activation wide blocks, ``dropout`` option (the paper's best: 0.3); 36,479,194 parameters for
-    10 classes (published 36.5M). Input 32x32. Shapes: (N, in_channels, 32, 32) -> (N, num_classes)."""
-    return _wide_resnet(28, 10, num_classes, in_channels, options)
+@register_model(
+    input_size=32,
+    paper="Zagoruyko & Komodakis 2016, Wide residual networks",
+    params=[
+        published(37_113_784, "computed: WRN-28-10 with a 1000-class fc"),
+        published(36_479_194, "Zagoruyko & Komodakis 2016, Table 4: 36.5M", num_classes=10),
+    ],
+)
+def wrn_28_10(num_classes: int = 1000, in_channels: int = 3, *, drop_path_rate: float = 0.0, dropout: float = 0.0):
+    """WRN-28-10 (Zagoruyko & Komodakis 2016): 28 layers = 3 stages of (28 - 4) / 6 = 4 pre-activation
+    blocks, 10 times as wide as ResNet's CIFAR stages (160, 320, 640 channels) after a 16-channel stem.
+
+    Args:
+        drop_path_rate: stochastic depth, the last block's drop probability.
+        dropout: between the two convs of every block (the paper's best: 0.3).
+
+    Shapes: (N, in_channels, 32, 32) -> (N, num_classes).
+    """
+    return PreActResNet(
+        (4, 4, 4), tuple(10 * width for width in CIFAR_WIDTHS), num_classes, in_channels,
+        stem_channels=16, small_input=True, drop_path_rate=drop_path_rate, dropout=dropout,
+    )

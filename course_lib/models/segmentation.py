@@ -26,12 +26,15 @@ and crops the upsampled scores. Padding changes no parameter count.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_int
-from .registry import register_model
+from .._checks import check_choice, check_flag, check_int, check_rank
+from ..layers import ConvNormAct
+from .registry import published, register_model
 
 __all__ = [
     "UNet",
@@ -44,34 +47,32 @@ __all__ = [
 ]
 
 
-def _check_input(x: torch.Tensor, factor: int, why: str) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (N, C, H, W), got {tuple(x.shape)}")
+def _check_divisible(x: torch.Tensor, factor: int, why: str) -> None:
+    """The score maps come back at the input's resolution only when every downsampling halves H and W exactly."""
+    check_rank("x", x, 4, "(N, C, H, W)")
     h, w = x.shape[-2:]
     if h % factor or w % factor:
         raise ValueError(f"input size {h}x{w} must be divisible by {factor} ({why}), got shape {tuple(x.shape)}")
 
 
-def _conv3x3(in_channels: int, out_channels: int, batch_norm: bool) -> list[nn.Module]:
-    """Padded 3x3 conv [+ BN] + ReLU: (N, C_in, H, W) -> (N, C_out, H, W). No conv bias before a BN."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not batch_norm)
-    norm = [nn.BatchNorm2d(out_channels)] if batch_norm else []
-    return [conv, *norm, nn.ReLU(inplace=True)]
-
-
 # ----------------------------------------------------------------------------------------------- U-Net
 
 
-def _double_conv(in_channels: int, out_channels: int, batch_norm: bool, mid_channels: int | None = None):
-    """The U-Net unit, two 3x3 convs: (N, C_in, H, W) -> (N, C_out, H, W)."""
+NormLayer = Callable[[int], nn.Module] | None
+
+
+def _double_conv(in_channels: int, out_channels: int, norm_layer: NormLayer, mid_channels: int | None = None):
+    """The U-Net unit, two padded 3x3 conv (+ norm) + ReLU: (N, C_in, H, W) -> (N, C_out, H, W)."""
     mid_channels = mid_channels or out_channels
-    first, second = _conv3x3(in_channels, mid_channels, batch_norm), _conv3x3(mid_channels, out_channels, batch_norm)
-    return nn.Sequential(*first, *second)
+    return nn.Sequential(
+        ConvNormAct(in_channels, mid_channels, norm_layer=norm_layer),
+        ConvNormAct(mid_channels, out_channels, norm_layer=norm_layer),
+    )
 
 
-def _down(in_channels: int, out_channels: int, batch_norm: bool) -> nn.Sequential:
+def _down(in_channels: int, out_channels: int, norm_layer: NormLayer) -> nn.Sequential:
     """A contracting step, 2x2 max-pool then double conv: (N, C_in, H, W) -> (N, C_out, H/2, W/2)."""
-    return nn.Sequential(nn.MaxPool2d(2), _double_conv(in_channels, out_channels, batch_norm))
+    return nn.Sequential(nn.MaxPool2d(2), _double_conv(in_channels, out_channels, norm_layer))
 
 
 class _Up(nn.Module):
@@ -84,14 +85,14 @@ class _Up(nn.Module):
     then reducing the channels (``mid_channels = in_channels // 2``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, upsample: str, batch_norm: bool):
+    def __init__(self, in_channels: int, out_channels: int, upsample: str, norm_layer: NormLayer):
         super().__init__()
         if upsample == "transpose":
             self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
-            self.conv = _double_conv(in_channels, out_channels, batch_norm)
+            self.conv = _double_conv(in_channels, out_channels, norm_layer)
         else:
             self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-            self.conv = _double_conv(in_channels, out_channels, batch_norm, mid_channels=in_channels // 2)
+            self.conv = _double_conv(in_channels, out_channels, norm_layer, mid_channels=in_channels // 2)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([skip, self.up(x)], dim=1))  # the skip connection: concatenation
@@ -125,6 +126,7 @@ class UNet(nn.Module):
         self,
         num_classes: int = 2,
         in_channels: int = 3,
+        *,
         base_channels: int = 64,
         depth: int = 4,
         upsample: str = "transpose",
@@ -133,27 +135,26 @@ class UNet(nn.Module):
         super().__init__()
         check_int("base_channels", base_channels, 1)
         check_int("depth", depth, 1)
-        if upsample not in ("transpose", "bilinear"):
-            raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
-        if not isinstance(batch_norm, bool):
-            raise ValueError(f"batch_norm must be a bool, got {batch_norm!r}")
+        check_choice("upsample", upsample, ("transpose", "bilinear"))
+        check_flag("batch_norm", batch_norm)
+        norm_layer = nn.BatchNorm2d if batch_norm else None
         self.depth = depth
         factor = 2 if upsample == "bilinear" else 1  # bilinear upsampling cannot halve the channels itself
         channels = [base_channels * 2**i for i in range(depth + 1)]
 
-        self.inc = _double_conv(in_channels, channels[0], batch_norm)
+        self.inc = _double_conv(in_channels, channels[0], norm_layer)
         self.downs = nn.ModuleList(
-            _down(channels[i - 1], channels[i] // (factor if i == depth else 1), batch_norm)
+            _down(channels[i - 1], channels[i] // (factor if i == depth else 1), norm_layer)
             for i in range(1, depth + 1)
         )
         self.ups = nn.ModuleList(
-            _Up(channels[i], channels[i - 1] // (factor if i > 1 else 1), upsample, batch_norm)
+            _Up(channels[i], channels[i - 1] // (factor if i > 1 else 1), upsample, norm_layer)
             for i in range(depth, 0, -1)
         )
         self.outc = nn.Conv2d(channels[0], num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, 2**self.depth, f"depth={self.depth} halves it {self.depth} times")
+        _check_divisible(x, 2**self.depth, f"depth={self.depth} halves it {self.depth} times")
         skips = [self.inc(x)]  # contracting path; the deepest map is the bottleneck
         for down in self.downs:
             skips.append(down(skips[-1]))
@@ -207,15 +208,16 @@ class FixedBilinearUpsample(nn.Module):
         return f"channels={self.channels}, factor={self.factor}"
 
 
-# Backbones: 3x3-conv stages (output channels of each conv), each ending with a 2x2 max-pool, then the
-# classifier's fully connected layers as convolutions (channels, kernel) or none.
+# Backbones: 3x3-conv stages (output channels of each conv, each conv followed by ``norm_layer`` if any,
+# and a ReLU), each ending with a 2x2 max-pool, then the classifier's fully connected layers as
+# convolutions (channels, kernel) or none.
 FCN_BACKBONES: dict[str, dict] = {
     # A VGG-style net small enough for 32x32 / 64x64 images on a CPU: stride 16, 1.2M parameters.
-    "small": {"stages": ((32, 32), (64, 64), (128, 128), (256, 256)), "batch_norm": True, "fc": ()},
+    "small": {"stages": ((32, 32), (64, 64), (128, 128), (256, 256)), "norm_layer": nn.BatchNorm2d, "fc": ()},
     # VGG-16 (configuration D), fc6 as a 7x7 conv and fc7 as a 1x1 conv: the paper's FCN-VGG16.
     "vgg16": {
         "stages": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
-        "batch_norm": False,
+        "norm_layer": None,
         "fc": ((4096, 7), (4096, 1)),
     },
 }
@@ -225,8 +227,7 @@ def _fc_as_conv(in_channels: int, fc: tuple[tuple[int, int], ...]) -> tuple[nn.S
     """The classifier's hidden layers as convs (conv-ReLU-dropout each, "same" padding) and their width."""
     layers: list[nn.Module] = []
     for channels, kernel in fc:
-        conv = nn.Conv2d(in_channels, channels, kernel, padding=kernel // 2)
-        layers += [conv, nn.ReLU(inplace=True), nn.Dropout(0.5)]
+        layers += [ConvNormAct(in_channels, channels, kernel, norm_layer=None), nn.Dropout(0.5)]
         in_channels = channels
     return nn.Sequential(*layers), in_channels
 
@@ -254,12 +255,10 @@ class FCN(nn.Module):
     +stage 2 at 16x16 -> 4x bilinear -> 64x64xnum_classes.
     """
 
-    def __init__(self, num_classes: int = 21, in_channels: int = 3, backbone: str = "small", skips: bool = True):
+    def __init__(self, num_classes: int = 21, in_channels: int = 3, *, backbone: str = "small", skips: bool = True):
         super().__init__()
-        if backbone not in FCN_BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(FCN_BACKBONES)}, got {backbone!r}")
-        if not isinstance(skips, bool):
-            raise ValueError(f"skips must be a bool, got {skips!r}")
+        check_choice("backbone", backbone, FCN_BACKBONES)
+        check_flag("skips", skips)
         config = FCN_BACKBONES[backbone]
         stages = config["stages"]
 
@@ -268,7 +267,7 @@ class FCN(nn.Module):
         for widths in stages:
             layers: list[nn.Module] = []
             for width in widths:
-                layers += _conv3x3(in_channels, width, config["batch_norm"])
+                layers.append(ConvNormAct(in_channels, width, norm_layer=config["norm_layer"]))
                 in_channels = width
             layers.append(nn.MaxPool2d(2))
             self.features.append(nn.Sequential(*layers))
@@ -293,7 +292,7 @@ class FCN(nn.Module):
             _init_bilinear_(deconv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.stride, f"the backbone downsamples by {self.stride}")
+        _check_divisible(x, self.stride, f"the backbone downsamples by {self.stride}")
         maps = []
         for stage in self.features:
             x = stage(x)
@@ -304,7 +303,21 @@ class FCN(nn.Module):
         return self.upsample(scores)
 
 
-@register_model(input_size=256)
+@register_model(
+    input_size=256,
+    paper="Ronneberger, Fischer & Brox 2015, U-Net: convolutional networks for biomedical image segmentation",
+    params=[
+        published(31_102_568, "computed for the defaults (1000 maps)"),
+        published(31_037_698, "milesial/Pytorch-UNet, UNet(n_channels=3, n_classes=2, bilinear=False)", num_classes=2),
+        published(
+            17_263_042,
+            "milesial/Pytorch-UNet, UNet(n_channels=3, n_classes=2, bilinear=True)",
+            num_classes=2,
+            upsample="bilinear",
+        ),
+        published(7_763_074, "computed: base 32, about a quarter of base 64", num_classes=2, base_channels=32),
+    ],
+)
 def unet(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -314,16 +327,28 @@ def unet(
     upsample: str = "transpose",
     batch_norm: bool = True,
 ) -> UNet:
-    """U-Net (base 64, depth 4, 2x2 up-convolutions, padded 3x3 convs with BatchNorm).
+    """U-Net (base 64, depth 4, 2x2 up-convolutions, padded 3x3 convs with BatchNorm); the options are :class:`UNet`'s.
 
-    31,037,698 parameters with ``num_classes=2`` (as milesial/Pytorch-UNet's ``UNet(3, 2)``);
-    7,763,074 with ``base_channels=32``. Any size divisible by ``2**depth`` (e.g. 32x32, 64x64).
+    Any size divisible by ``2**depth`` (e.g. 32x32, 64x64).
     Shapes: (N, in_channels, H, W) -> (N, num_classes, H, W).
     """
-    return UNet(num_classes, in_channels, base_channels, depth, upsample, batch_norm)
+    return UNet(num_classes, in_channels, base_channels=base_channels, depth=depth, upsample=upsample,
+                batch_norm=batch_norm)
 
 
-@register_model
+@register_model(
+    paper="Long, Shelhamer & Darrell 2015, Fully convolutional networks for semantic segmentation",
+    params=[
+        published(33_624_216, "computed for the defaults (small backbone, FCN-8s skips, 1000 maps)"),
+        published(
+            134_346_581,
+            "FCN-32s on VGG-16 for PASCAL VOC; Long et al. 2015, Table 1: FCN-VGG16, 134M parameters",
+            num_classes=21,
+            backbone="vgg16",
+            skips=False,
+        ),
+    ],
+)
 def fcn(
     num_classes: int = 1000,
     in_channels: int = 3,
@@ -331,10 +356,9 @@ def fcn(
     backbone: str = "small",
     skips: bool = True,
 ) -> FCN:
-    """FCN on a small VGG-style backbone, FCN-8s-style skips (``backbone="vgg16"``: the paper's FCN-VGG16).
+    """FCN on a small VGG-style backbone, FCN-8s-style skips; the options are :class:`FCN`'s.
 
-    ``backbone="vgg16", skips=False, num_classes=21`` is FCN-32s, 134,346,581 parameters
-    (Long et al. 2015, Table 1: 134M). Inputs divisible by 16 ("small") or 32 ("vgg16").
-    Shapes: (N, in_channels, H, W) -> (N, num_classes, H, W).
+    ``backbone="vgg16", skips=False`` is the paper's FCN-32s (FCN-VGG16). Inputs divisible
+    by 16 ("small") or 32 ("vgg16"). Shapes: (N, in_channels, H, W) -> (N, num_classes, H, W).
     """
-    return FCN(num_classes, in_channels, backbone, skips)
+    return FCN(num_classes, in_channels, backbone=backbone, skips=skips)

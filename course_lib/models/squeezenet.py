@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_flag, check_probability
-from .registry import register_model
+from .._checks import check_choice, check_flag, check_probability
+from .registry import published, register_model
 
 __all__ = ["Fire", "SQUEEZENET_CONFIGS", "SqueezeNet", "squeezenet1_0", "squeezenet1_1"]
 
@@ -104,8 +104,7 @@ class SqueezeNet(nn.Module):
         small_input: bool = False,
     ):
         super().__init__()
-        if version not in SQUEEZENET_CONFIGS:
-            raise ValueError(f"version must be one of {sorted(SQUEEZENET_CONFIGS)}, got {version!r}")
+        check_choice("version", version, SQUEEZENET_CONFIGS)
         check_probability("dropout", dropout)
         check_flag("small_input", small_input)
         config = SQUEEZENET_CONFIGS[version]
@@ -142,11 +141,20 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
-@register_model
+_PAPER = (
+    "Iandola, Han, Moskewicz, Ashraf, Dally & Keutzer 2016, "
+    "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size"
+)
+
+
+@register_model(
+    paper=_PAPER,
+    params=[published(1_248_424, "torchvision.models.squeezenet1_0; Iandola et al. 2016, Table 1: 1,248,424")],
+)
 def squeezenet1_0(
     num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5
 ) -> SqueezeNet:
-    """SqueezeNet 1.0 (the paper's Table 1): 1,248,424 parameters, as the paper's table and torchvision.
+    """SqueezeNet 1.0 (the paper's Table 1).
 
     224x224 input: conv1 96@7x7/2 -> 109x109, pool -> 54, fire2-4 (128, 128, 256 maps),
     pool -> 27, fire5-8 (256, 384, 384, 512), pool -> 13, fire9 (512), conv10 -> 13x13xC,
@@ -158,24 +166,23 @@ def squeezenet1_0(
 
     Shapes: (N, in_channels, H, W) -> (N, num_classes).
     """
-    return SqueezeNet("1_0", num_classes, in_channels, dropout, small_input)
+    return SqueezeNet("1_0", num_classes=num_classes, in_channels=in_channels, dropout=dropout, small_input=small_input)
 
 
-@register_model
+@register_model(
+    paper=f"{_PAPER} (version 1.1: the authors' repository, DeepScale/SqueezeNet)",
+    params=[published(1_235_496, "torchvision.models.squeezenet1_1 (authors' repository DeepScale/SqueezeNet v1.1)")],
+)
 def squeezenet1_1(
     num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5
 ) -> SqueezeNet:
-    """SqueezeNet 1.1 (the authors' repository): 1,235,496 parameters, as torchvision.
+    """SqueezeNet 1.1 (the authors' repository); the options of :func:`squeezenet1_0`.
 
     224x224 input: conv1 64@3x3/2 -> 111x111, pool -> 55, fire2-3 (128 maps), pool -> 27,
     fire4-5 (256), pool -> 13, fire6-9 (384, 384, 512, 512), conv10 -> 13x13xC, global
     average pool -> C. Same fire modules as 1.0 with the pools earlier: about 2.4x fewer
     operations than 1.0 for the same accuracy.
 
-    Args:
-        small_input: 3x3 stride-1 conv1 for 32x32 images (32 -> 16 -> 8 -> 4).
-        dropout: drop probability before conv10.
-
     Shapes: (N, in_channels, H, W) -> (N, num_classes).
     """
-    return SqueezeNet("1_1", num_classes, in_channels, dropout, small_input)
+    return SqueezeNet("1_1", num_classes=num_classes, in_channels=in_channels, dropout=dropout, small_input=small_input)

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from .._checks import check_flag, check_probability
-from .registry import register_model
+from ..init import torchvision_init_
+from .registry import published, register_model
 
 __all__ = [
     "VGG",
@@ -84,7 +85,7 @@ class VGG(nn.Module):
     leave a 1x1x512 map): ``AdaptiveAvgPool2d((1, 1))`` (global average pooling for any
     other size) and one fc 512 -> num_classes, as in the usual CIFAR VGGs (e.g.
     kuangliu/pytorch-cifar). The ImageNet head would copy the 1x1 map 49 times into
-    a 25088-vector and spend 123.6M of VGG-16's 138.4M parameters on it; the convolutions are the same.
+    a 25088-vector and spend 123.6M parameters on it (about nine tenths of VGG-16's); the convolutions are the same.
 
     Args:
         features: e.g. ``make_features(VGG_CONFIGS["D"])``, ending with 512 maps.
@@ -116,20 +117,7 @@ class VGG(nn.Module):
                 nn.Dropout(p=dropout),
                 nn.Linear(4096, num_classes),
             )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """As torchvision: He-normal (fan-out) convs, BN to identity, N(0, 0.01) linear weights, zero biases."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        torchvision_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -141,9 +129,13 @@ def _vgg(config: str, batch_norm: bool, num_classes: int, in_channels: int, smal
     return VGG(features, num_classes=num_classes, dropout=dropout, small_input=small_input)
 
 
-@register_model
+_PAPER = "Simonyan & Zisserman 2015, Very deep convolutional networks for large-scale image recognition"
+_PAPER_BN = f"{_PAPER}; batch normalization after every conv (Ioffe & Szegedy 2015) as in torchvision"
+
+
+@register_model(paper=_PAPER, params=[published(132_863_336, "torchvision.models.vgg11; the paper's Table 2: 133M")])
 def vgg11(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-11, configuration A (8 conv + 3 fc): 132,863,336 parameters (paper, Table 2: 133M).
+    """VGG-11, configuration A (8 conv + 3 fc).
 
     Args:
         small_input: for 32x32 images: global average pooling and one fc 512 -> num_classes
@@ -156,43 +148,43 @@ def vgg11(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = 
     return _vgg("A", False, num_classes, in_channels, small_input, dropout)
 
 
-@register_model
+@register_model(paper=_PAPER, params=[published(133_047_848, "torchvision.models.vgg13; the paper's Table 2: 133M")])
 def vgg13(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-13, configuration B (10 conv + 3 fc): 133,047,848 parameters (paper, Table 2: 133M)."""
+    """VGG-13, configuration B (10 conv + 3 fc)."""
     return _vgg("B", False, num_classes, in_channels, small_input, dropout)
 
 
-@register_model
+@register_model(paper=_PAPER, params=[published(138_357_544, "torchvision.models.vgg16; the paper's Table 2: 138M")])
 def vgg16(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-16, configuration D (13 conv + 3 fc): 138,357,544 parameters (paper, Table 2: 138M)."""
+    """VGG-16, configuration D (13 conv + 3 fc)."""
     return _vgg("D", False, num_classes, in_channels, small_input, dropout)
 
 
-@register_model
+@register_model(paper=_PAPER, params=[published(143_667_240, "torchvision.models.vgg19; the paper's Table 2: 144M")])
 def vgg19(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-19, configuration E (16 conv + 3 fc): 143,667,240 parameters (paper, Table 2: 144M)."""
+    """VGG-19, configuration E (16 conv + 3 fc)."""
     return _vgg("E", False, num_classes, in_channels, small_input, dropout)
 
 
-@register_model
+@register_model(paper=_PAPER_BN, params=[published(132_868_840, "torchvision.models.vgg11_bn")])
 def vgg11_bn(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-11 with batch normalization after every conv: 132,868,840 parameters (torchvision)."""
+    """VGG-11 with batch normalization after every conv."""
     return _vgg("A", True, num_classes, in_channels, small_input, dropout)
 
 
-@register_model
+@register_model(paper=_PAPER_BN, params=[published(133_053_736, "torchvision.models.vgg13_bn")])
 def vgg13_bn(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-13 with batch normalization after every conv: 133,053,736 parameters (torchvision)."""
+    """VGG-13 with batch normalization after every conv."""
     return _vgg("B", True, num_classes, in_channels, small_input, dropout)
 
 
-@register_model
+@register_model(paper=_PAPER_BN, params=[published(138_365_992, "torchvision.models.vgg16_bn")])
 def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-16 with batch normalization after every conv: 138,365,992 parameters (torchvision)."""
+    """VGG-16 with batch normalization after every conv."""
     return _vgg("D", True, num_classes, in_channels, small_input, dropout)
 
 
-@register_model
+@register_model(paper=_PAPER_BN, params=[published(143_678_248, "torchvision.models.vgg19_bn")])
 def vgg19_bn(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = False, dropout: float = 0.5) -> VGG:
-    """VGG-19 with batch normalization after every conv: 143,678,248 parameters (torchvision)."""
+    """VGG-19 with batch normalization after every conv."""
     return _vgg("E", True, num_classes, in_channels, small_input, dropout)

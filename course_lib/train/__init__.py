@@ -1,5 +1,6 @@
-"""Training: one ``fit`` loop for every model of the course, its callbacks, learning-rate schedules,
-a device-resident loader, test-time augmentation and ensembles, and distributed helpers.
+"""Training: one ``fit`` loop for every model of the course around one readable ``train_step``, its
+callbacks, learning-rate schedules, a device-resident loader, test-time augmentation and ensembles,
+and distributed helpers.
 
 ::
 
@@ -11,9 +12,10 @@ a device-resident loader, test-time augmentation and ensembles, and distributed 
     print(evaluate(model, test_loader).top1)
 """
 
+from ..models.inception import AUX_LOSS_WEIGHT
 from .callbacks import Callback, Checkpoint, EarlyStopping, TrainState
 from .distributed import get_rank, get_world_size, init_distributed, is_distributed, is_main_process
-from .engine import AUX_LOSS_WEIGHT, Evaluation, History, TrainingDiverged, evaluate, fit
+from .engine import Evaluation, History, NonFiniteLoss, StepResult, TrainingDiverged, evaluate, fit, train_step
 from .gpu_loader import GPULoader, RandomCropFlip
 from .schedules import SCHEDULES, LRRangeTestResult, lr_range_test, lr_sequence, make_scheduler, plot_schedules
 from .tta import ENSEMBLE_MODES, TTA_MODES, Ensemble, ensemble_predict, tta_predict, tta_views
@@ -21,6 +23,9 @@ from .tta import ENSEMBLE_MODES, TTA_MODES, Ensemble, ensemble_predict, tta_pred
 __all__ = [
     "fit",
     "evaluate",
+    "train_step",
+    "StepResult",
+    "NonFiniteLoss",
     "History",
     "Evaluation",
     "TrainingDiverged",

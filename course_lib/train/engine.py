@@ -8,6 +8,18 @@ GoogLeNet on a GPU or several::
     history.plot()
     evaluate(model, test_loader).confusion
 
+One training step
+-----------------
+Every batch goes through :func:`train_step`, one function to read top to bottom
+(move the batch to the device, forward under autocast, the loss with the
+auxiliary heads' share, ``zero_grad``, ``backward``, clip, the optimizer's step);
+``fit`` adds the bookkeeping around it (epochs, metrics, schedulers, callbacks,
+validation), and :func:`~course_lib.train.lr_range_test` calls the same step for
+each learning rate it tries. Your own loop can call it too::
+
+    for x, y in train_loader:
+        result = train_step(model, (x, y), optimizer, device="cpu")
+
 How it stays fast
 -----------------
 On CUDA, kernels run asynchronously: Python queues work and moves on, and the
@@ -45,21 +57,21 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 
 from .._checks import check_int
 from ..config import get_device, seed_everything
+from ..models.inception import AUX_LOSS_WEIGHT, inception_loss
 from ..modes import Modes, evaluating, modes_of, set_modes
 from . import distributed as ddp
 from .callbacks import Callback, Checkpoint, TrainState, load_checkpoint
 
-__all__ = ["fit", "evaluate", "History", "Evaluation", "TrainingDiverged", "AUX_LOSS_WEIGHT"]
-
-#: Weight of each auxiliary classifier's loss (GoogLeNet paper, Section 5).
-AUX_LOSS_WEIGHT = 0.3
+__all__ = ["fit", "evaluate", "train_step", "StepResult", "NonFiniteLoss", "History", "Evaluation", "TrainingDiverged"]
 
 #: Schedulers whose ``step()`` belongs after every batch rather than every epoch.
 BATCH_SCHEDULERS = (OneCycleLR, CyclicLR)
@@ -194,19 +206,126 @@ class Evaluation:
         return self.confusion.diag().double() / self.confusion.sum(1).double()
 
 
-# --- one pass over a loader -----------------------------------------------------------------------
+# --- one training step ----------------------------------------------------------------------------
 
 
-def _main_and_aux(output) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """Split a model's output into the main logits and the auxiliary ones.
+class StepResult(NamedTuple):
+    """What :func:`train_step` hands back: tensors on the device, detached from the graph.
 
-    GoogLeNet-like models return ``(logits, aux1, aux2)`` (a tuple or namedtuple)
-    in training mode; every other model, plain logits.
+    Attributes:
+        loss: 0-d, the loss that was optimized (with the auxiliary heads' share).
+        logits: the main head's (N, C) logits (or (N, C, H, W) for dense targets), from before the update.
+        target: the batch's targets, on the device.
     """
-    if isinstance(output, torch.Tensor):
-        return output, ()
-    main, *aux = output
-    return main, tuple(a for a in aux if a is not None)
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    target: torch.Tensor
+
+
+class NonFiniteLoss(FloatingPointError):
+    """:func:`train_step` with ``check_finite=True`` met a NaN or infinite loss, before ``backward``.
+
+    Attributes:
+        loss: the non-finite value.
+    """
+
+    def __init__(self, loss: float):
+        self.loss = loss
+        super().__init__(f"the loss is {loss}: no gradient was computed and the weights were not updated")
+
+
+def _to_device(batch, device: torch.device | str, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` on ``device``; 4-d images in NHWC memory layout with ``channels_last``."""
+    x, y = batch
+    memory_format = torch.channels_last if channels_last and x.dim() == 4 else torch.preserve_format
+    # non_blocking: from pinned memory the copy overlaps the previous step's kernels; a no-op on the CPU.
+    return x.to(device, non_blocking=True, memory_format=memory_format), y.to(device, non_blocking=True)
+
+
+def _autocast(device: torch.device | str, amp_dtype: torch.dtype | None):
+    """Autocast to ``amp_dtype`` on ``device``'s type; None: leave the precision as it is."""
+    if amp_dtype is None:
+        return contextlib.nullcontext()  # not autocast(enabled=False), which would switch off an outer autocast
+    return torch.autocast(torch.device(device).type, dtype=amp_dtype)
+
+
+def _main_logits(output) -> torch.Tensor:
+    """The main logits of what a model returned: the output itself, or the first of GoogLeNet-like
+    ``(logits, aux1, aux2)`` (a tuple or namedtuple, returned in training mode)."""
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+#: Stands in for a gradient scaler outside float16 autocast: a disabled GradScaler passes
+#: the loss, the gradients and ``step`` straight through (nanoGPT's idiom).
+_NO_SCALING = torch.amp.GradScaler("cpu", enabled=False)
+
+
+def train_step(
+    model: nn.Module,
+    batch,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device | str,
+    loss_fn: Callable = F.cross_entropy,
+    aux_weight: float = AUX_LOSS_WEIGHT,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    channels_last: bool = False,
+    clip_grad_norm: float | None = None,
+    check_finite: bool = False,
+) -> StepResult:
+    """One optimizer step on one batch: what :func:`fit` does for every batch of every epoch.
+
+    In order: move ``batch = (x, y)`` to ``device``; run ``model(x)``, under autocast when
+    ``amp_dtype`` is set; the loss, ``loss_fn(logits, y)`` plus ``aux_weight`` times each
+    auxiliary head's (:func:`~course_lib.models.inception.inception_loss`); clear the
+    previous gradients; ``backward``; clip the gradients' norm; the optimizer's step.
+    The model's mode is left as it is (call ``model.train()`` first).
+
+    Nothing is read back to the host (on CUDA the GPU keeps working ahead of Python),
+    unless ``check_finite``: then a NaN or infinite loss raises :class:`NonFiniteLoss`
+    before ``backward``, so the weights stay the last finite ones.
+
+    Args:
+        model: returns logits, or ``(logits, aux1, ...)`` in training mode.
+        batch: ``(x, y)``: inputs (N, ...) and targets (class indices, or whatever ``loss_fn`` takes).
+        optimizer: built on the model's parameters.
+        device: where the batch goes (the model must be there already).
+        loss_fn: mean-reduced ``loss_fn(logits, y)``.
+        aux_weight: weight of each auxiliary head's loss (GoogLeNet's 0.3).
+        amp_dtype: autocast dtype (``torch.bfloat16`` / ``torch.float16``), None for full precision.
+        scaler: a ``torch.amp.GradScaler`` with float16 autocast, else None.
+        channels_last: convert 4-d inputs to NHWC (a model in ``channels_last`` is faster on CUDA with them).
+        clip_grad_norm: clip the total L2 norm of the optimizer's gradients to this before the step.
+        check_finite: test the loss before ``backward`` (one host sync per step).
+
+    Returns:
+        :class:`StepResult` ``(loss, logits, target)``, detached, still on the device.
+    """
+    x, y = _to_device(batch, device, channels_last)
+    with _autocast(device, amp_dtype):
+        output = model(x)
+        loss = inception_loss(output, y, aux_weight, criterion=loss_fn)
+        logits = _main_logits(output)
+    if check_finite and not math.isfinite(loss.item()):  # costs a microsecond on the CPU, a GPU stall on CUDA
+        raise NonFiniteLoss(loss.item())
+    scaler = _NO_SCALING if scaler is None else scaler
+    optimizer.zero_grad(set_to_none=True)
+    # float16: the loss is scaled up so that small gradients do not flush to zero.
+    scaler.scale(loss).backward()
+    if clip_grad_norm is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, clip_grad_norm)  # no sync: the norm stays a device tensor
+    # float16: the step is skipped when a gradient overflowed (the scaler reads that flag back:
+    # one reason bfloat16 is preferred where the GPU has it), and the scale adapts.
+    scaler.step(optimizer)
+    scaler.update()
+    return StepResult(loss.detach(), logits.detach(), y)
+
+
+# --- one pass over a loader -----------------------------------------------------------------------
 
 
 def _as_classes(y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -304,7 +423,7 @@ class _Meter:
 
 @dataclass
 class _Setup:
-    """How batches reach the model: the device, autocast, memory format and loss, shared by fit and evaluate."""
+    """How batches reach the model and its loss (as :func:`train_step` takes them), shared by fit and evaluate."""
 
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -312,38 +431,21 @@ class _Setup:
     loss_fn: Callable
     aux_weight: float = AUX_LOSS_WEIGHT
 
-    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # non_blocking: from pinned memory the copy overlaps the previous step's kernels; a no-op on the CPU.
-        if self.channels_last and x.dim() == 4:
-            x = x.to(self.device, non_blocking=True, memory_format=torch.channels_last)
-        else:
-            x = x.to(self.device, non_blocking=True)
-        return x, y.to(self.device, non_blocking=True)
-
-    def autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(main logits, loss); loss = loss(main) + aux_weight * sum(loss(aux)) for models with auxiliary heads."""
-        with self.autocast():
-            logits, aux = _main_and_aux(model(x))
-            loss = self.loss_fn(logits, y)
-            if aux:
-                loss = loss + self.aux_weight * sum(self.loss_fn(a, y) for a in aux)
-        return logits, loss
-
 
 def _evaluate_pass(setup: _Setup, model: nn.Module, loader: Iterable, *, detailed: bool) -> _Meter:
     """Run ``model`` in eval mode over ``loader`` without gradients, every module's own mode back
-    afterwards (a frozen BatchNorm stays frozen); the meter holds the results."""
+    afterwards (a frozen BatchNorm stays frozen); the meter holds the results.
+
+    Each batch goes through the first half of :func:`train_step`: to the device, forward, loss.
+    """
     meter = _Meter(detailed)
     with evaluating(model):
-        for x, y in loader:
-            x, y = setup.to_device(x, y)
-            logits, loss = setup.forward(model, x, y)
-            meter.update(loss, logits, y)
+        for batch in loader:
+            x, y = _to_device(batch, setup.device, setup.channels_last)
+            with _autocast(setup.device, setup.amp_dtype):
+                output = model(x)
+                loss = inception_loss(output, y, setup.aux_weight, criterion=setup.loss_fn)
+            meter.update(loss, _main_logits(output), y)
     return meter
 
 
@@ -499,42 +601,27 @@ class _Trainer:
         return _ProgressBar(total, f"epoch {epoch}/{self.state.epochs}")
 
     def train_epoch(self, epoch: int, bar) -> _Meter:
-        """One pass over the training loader; returns its meter (nothing read back yet)."""
-        state, setup, model, optimizer = self.state, self.setup, self.step_model, self.state.optimizer
+        """One pass over the training loader, one :func:`train_step` per batch; returns its meter (not read yet)."""
+        state, setup, optimizer = self.state, self.setup, self.state.optimizer
         batch_scheduler = state.scheduler if self.scheduler_step == "batch" else None
-        params = [p for group in optimizer.param_groups for p in group["params"]]
         set_modes(self.train_modes)  # not model.train(): that would wake a frozen BatchNorm up
         meter = _Meter()
-        for step, (x, y) in enumerate(state.train_loader, start=1):
-            x, y = setup.to_device(x, y)
-            logits, loss = setup.forward(model, x, y)
-            if self.check_each_step and not math.isfinite(loss.item()):  # CPU only: there .item() costs ~1 us
-                raise TrainingDiverged(epoch, step, loss.item(), self._last_checkpoint())
-            state.history.batch_lr.append(_lr(optimizer))
-            self._backward_and_step(loss, optimizer, params)
+        for step, batch in enumerate(state.train_loader, start=1):
+            state.history.batch_lr.append(_lr(optimizer))  # the rate this step uses
+            try:
+                result = train_step(
+                    self.step_model, batch, optimizer, device=setup.device, loss_fn=setup.loss_fn,
+                    aux_weight=setup.aux_weight, amp_dtype=setup.amp_dtype, scaler=state.scaler,
+                    channels_last=setup.channels_last, clip_grad_norm=self.clip_grad_norm,
+                    check_finite=self.check_each_step,
+                )
+            except NonFiniteLoss as error:
+                raise TrainingDiverged(epoch, step, error.loss, self._last_checkpoint()) from None
             if batch_scheduler is not None:
                 batch_scheduler.step()
-            meter.update(loss, logits, y)
+            meter.update(result.loss, result.logits, result.target)
             bar.update(meter)
         return meter
-
-    def _backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        scaler = self.state.scaler
-        if scaler is None:
-            loss.backward()
-            if self.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(params, self.clip_grad_norm)  # no sync: the norm stays a device tensor
-            optimizer.step()
-            return
-        # fp16: scale the loss so small gradients do not flush to zero; the scaler skips steps with inf gradients
-        # (and reads that flag back each step - one reason bf16 is preferred where the GPU has it).
-        scaler.scale(loss).backward()
-        if self.clip_grad_norm is not None:
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
 
     def step_epoch_scheduler(self, train_loss: float, val_loss: float | None) -> None:
         scheduler = self.state.scheduler
@@ -630,10 +717,14 @@ def fit(
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return its :class:`History`.
 
+    Every batch goes through :func:`train_step`; ``fit`` resolves the settings once,
+    then keeps the epochs, metrics, schedulers, callbacks and validation around it.
+
     Args:
         model: a classifier returning logits; in training mode it may return a
             tuple/namedtuple ``(logits, aux1, aux2, ...)`` (GoogLeNet): the loss is then
-            ``loss(logits) + aux_weight * sum(loss(aux))`` and accuracy uses ``logits`` only.
+            ``loss(logits) + aux_weight * sum(loss(aux))`` (:func:`~course_lib.models.inception.inception_loss`)
+            and accuracy uses ``logits`` only.
             It is moved to ``device`` (parameters keep their identity, so the
             optimizer built before stays valid). It trains with the modes it is handed
             over with: a module frozen with ``.eval()`` (a BatchNorm in transfer
@@ -660,7 +751,8 @@ def fit(
         channels_last: NHWC memory layout for model and inputs; default: on CUDA.
         clip_grad_norm: clip the gradients' total L2 norm to this before each step.
         label_smoothing: for the default loss only.
-        aux_weight: weight of each auxiliary loss (0.3, the GoogLeNet paper's).
+        aux_weight: weight of each auxiliary loss; default
+            :data:`~course_lib.models.inception.AUX_LOSS_WEIGHT` (0.3, the GoogLeNet paper's).
         seed: call :func:`course_lib.seed_everything` (plus the rank, in distributed
             training) first. It seeds dropout and a loader without its own
             generator, not the weights: seed before building the model for those.

@@ -40,8 +40,9 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from .._checks import check_int
+from .._checks import check_int, check_module
 from ..modes import kept_modes
+from .engine import train_step
 
 __all__ = [
     "SCHEDULES",
@@ -53,12 +54,6 @@ __all__ = [
 ]
 
 SCHEDULES = ("step", "exponential", "plateau", "cosine", "onecycle", "constant")
-
-
-def _check_positive_int(value, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _constant_factor(_epoch: int) -> float:  # module-level, so the scheduler's state_dict pickles
@@ -102,15 +97,16 @@ def make_scheduler(
         raise ValueError(f"name must be one of {SCHEDULES}, got {name!r}")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    _check_positive_int(epochs, "epochs")
+    check_int("epochs", epochs, 1)
     if steps_per_epoch is not None:
-        _check_positive_int(steps_per_epoch, "steps_per_epoch")
+        check_int("steps_per_epoch", steps_per_epoch, 1)
 
     if name == "step":
         gamma = kwargs.pop("gamma", 0.1)
         if "milestones" in kwargs:
             return lr_scheduler.MultiStepLR(optimizer, milestones=kwargs.pop("milestones"), gamma=gamma, **kwargs), "epoch"
-        step_size = _check_positive_int(kwargs.pop("step_size", max(1, epochs // 3)), "step_size")
+        step_size = kwargs.pop("step_size", max(1, epochs // 3))
+        check_int("step_size", step_size, 1)
         return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma, **kwargs), "epoch"
     if name == "exponential":
         gamma = kwargs.pop("gamma", 0.96)
@@ -119,7 +115,7 @@ def make_scheduler(
             raise ValueError(f"gamma must lie in (0, 1], got {gamma!r}")
         if every is None:
             return lr_scheduler.ExponentialLR(optimizer, gamma=gamma, **kwargs), "epoch"
-        every = _check_positive_int(every, "every")
+        check_int("every", every, 1)
         return lr_scheduler.StepLR(optimizer, step_size=every, gamma=gamma, **kwargs), "epoch"
     if name == "plateau":
         kwargs.setdefault("factor", 0.1)
@@ -159,7 +155,7 @@ def lr_sequence(
         each epoch's rate ``steps_per_epoch`` times.
         ``plateau`` needs ``metrics``: the monitored value after each of the ``epochs`` epochs.
     """
-    _check_positive_int(epochs, "epochs")
+    check_int("epochs", epochs, 1)
     if not (isinstance(base_lr, (int, float)) and base_lr > 0):
         raise ValueError(f"base_lr must be a positive number, got {base_lr!r}")
     param = torch.zeros(1, requires_grad=True)
@@ -299,14 +295,6 @@ def _suggest(lrs: list[float], losses: list[float]) -> tuple[float, float | None
     return min_lr, float(lrs[int(np.argmin(slope))])
 
 
-def _to(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to(b, device) for b in batch)
-    return batch
-
-
 def lr_range_test(
     model: nn.Module,
     loader: Iterable,
@@ -322,7 +310,8 @@ def lr_range_test(
 ) -> LRRangeTestResult:
     """Smith's learning-rate range test ("LR finder"): train briefly with a growing learning rate.
 
-    Step ``i`` (of ``num_steps``) trains on one batch with
+    Step ``i`` (of ``num_steps``) is one :func:`~course_lib.train.train_step` (the step
+    ``fit`` takes) on one batch with
     ``lr_i = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))``, a geometric
     sweep, and records the loss of that batch (computed before the update),
     smoothed as ``s_i = smooth * loss_i + (1 - smooth) * s_{i-1}`` (``s_0 = loss_0``).
@@ -349,7 +338,9 @@ def lr_range_test(
         optimizer: an optimizer over ``model``'s parameters, or a factory called as
             ``optimizer(model.parameters())`` (e.g. ``functools.partial(torch.optim.SGD, lr=1, momentum=0.9)``).
             Every param group's ``lr`` is overwritten during the sweep.
-        loss_fn: ``loss_fn(model(x), y)`` -> scalar tensor.
+        loss_fn: a mean-reduced ``loss_fn(logits, y)``, as in ``fit``; a model with auxiliary heads
+            (``(logits, aux1, ...)`` in training mode) adds their losses weighted by
+            :data:`~course_lib.models.inception.AUX_LOSS_WEIGHT`, as ``fit`` does.
         start_lr, end_lr: the sweep's range, ``0 < start_lr < end_lr``.
         num_steps: the number of batches (at least 2, fewer when the loss diverges).
         smooth: weight of the newest loss in the exponential moving average, in (0, 1]
@@ -360,8 +351,7 @@ def lr_range_test(
     Returns:
         :class:`LRRangeTestResult` with ``lrs``, ``losses``, ``suggested_lr`` and ``plot()``.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     if not (0 < start_lr < end_lr and math.isfinite(end_lr)):
         raise ValueError(f"start_lr and end_lr must satisfy 0 < start_lr < end_lr, got {start_lr!r} and {end_lr!r}")
     check_int("num_steps", num_steps, 2)
@@ -408,18 +398,13 @@ def lr_range_test(
                         batch = next(batches)
                     except StopIteration:
                         raise ValueError("loader yielded no batches") from None
-                x, y = _to(batch, device)
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                value = float(loss.detach())
+                value = float(train_step(model, batch, opt, device=device, loss_fn=loss_fn).loss)
                 lrs.append(lr)
                 raw.append(value)
                 smoothed.append(value if not smoothed else smooth * value + (1 - smooth) * smoothed[-1])
                 if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge_factor * min(smoothed):
-                    diverged = True
+                    diverged = True  # the step just taken is undone with the rest below
                     break
-                loss.backward()
-                opt.step()
         finally:
             model.load_state_dict(model_state)
             opt.load_state_dict(opt_state)

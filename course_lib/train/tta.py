@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from .._checks import as_pair, check_choice, check_int, check_module, check_rank
 from ..modes import evaluating
 
 __all__ = ["TTA_MODES", "ENSEMBLE_MODES", "tta_views", "tta_predict", "Ensemble", "ensemble_predict"]
@@ -42,9 +43,7 @@ ENSEMBLE_MODES = ("mean_prob", "vote")
 def _crop_size(crop_size, height: int, width: int) -> tuple[int, int]:
     if crop_size is None:
         raise ValueError("crop_size is required for mode='ten_crop' (an int or (height, width) smaller than the input)")
-    size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
-    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
-        raise ValueError(f"crop_size must be a positive int or a pair of them, got {crop_size!r}")
+    size = as_pair("crop_size", crop_size, 1)
     if size[0] > height or size[1] > width:
         raise ValueError(f"crop_size {size} is larger than the input ({height}, {width})")
     return size
@@ -65,10 +64,8 @@ def tta_views(x: torch.Tensor, mode: str = "flip", crop_size: int | Sequence[int
       ``round``); when ``W - w`` is odd, the centre crop of the mirror image is therefore
       shifted by one column against the mirror of the original centre crop.
     """
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f"x must be a tensor of shape (N, C, H, W), got {getattr(x, 'shape', type(x))}")
-    if mode not in TTA_MODES:
-        raise ValueError(f"mode must be one of {TTA_MODES}, got {mode!r}")
+    check_rank("x", x, 4, "(N, C, H, W)")
+    check_choice("mode", mode, TTA_MODES)
     if mode != "ten_crop" and crop_size is not None:
         raise ValueError(f"crop_size is only used with mode='ten_crop', got crop_size={crop_size!r} with mode={mode!r}")
     if mode == "none":
@@ -100,8 +97,7 @@ def _chunks(x: torch.Tensor, batch_size: int | None):
     if batch_size is None:
         yield x
         return
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     yield from x.split(batch_size)
 
 
@@ -150,17 +146,14 @@ def _combine(probs: Sequence[torch.Tensor], mode: str) -> torch.Tensor:
     return votes.mean(dim=0)
 
 
-def _check_models(models) -> list[nn.Module]:
-    models = list(models) if not isinstance(models, nn.Module) else [models]
-    if not models or not all(isinstance(m, nn.Module) for m in models):
-        raise ValueError("models must be a non-empty sequence of nn.Module")
-    return models
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in ENSEMBLE_MODES:
-        raise ValueError(f"mode must be one of {ENSEMBLE_MODES}, got {mode!r}")
-    return mode
+def _members(models) -> list[nn.Module]:
+    """``models`` as a non-empty list of modules (one model: an ensemble of one)."""
+    members = [models] if isinstance(models, nn.Module) else list(models)
+    if not members:
+        raise ValueError("models must be a non-empty sequence of nn.Module, got an empty one")
+    for i, member in enumerate(members):
+        check_module(f"models[{i}]", member)
+    return members
 
 
 class Ensemble(nn.Module):
@@ -181,8 +174,9 @@ class Ensemble(nn.Module):
 
     def __init__(self, models: Sequence[nn.Module], mode: str = "mean_prob"):
         super().__init__()
-        self.members = nn.ModuleList(_check_models(models))
-        self.mode = _check_mode(mode)
+        self.members = nn.ModuleList(_members(models))
+        check_choice("mode", mode, ENSEMBLE_MODES)
+        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _combine([_softmax(m(x)) for m in self.members], self.mode)
@@ -207,7 +201,7 @@ def ensemble_predict(
     are then combined as in :class:`Ensemble` (``"mean_prob"`` or ``"vote"``). Members may live
     on different devices; the result is on ``x``'s device and every model's mode is restored.
     """
-    models = _check_models(models)
-    _check_mode(mode)
+    models = _members(models)
+    check_choice("mode", mode, ENSEMBLE_MODES)
     per_model = [tta_predict(m, x, mode=tta, crop_size=crop_size, batch_size=batch_size) for m in models]
     return _combine(per_model, mode)

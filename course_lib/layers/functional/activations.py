@@ -27,20 +27,9 @@ from __future__ import annotations
 
 import torch
 
-from ..._checks import check_int
+from ..._checks import check_int, check_number, check_tensor
 
 __all__ = ["elu", "leaky_relu", "maxout", "prelu", "relu6"]
-
-
-def _check_tensor(name: str, value) -> None:
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-
-
-def _check_real(name: str, value) -> None:
-    """A Python int or float (not a bool, not a tensor: these are fixed hyper-parameters)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an int or a float, got {value!r}")
 
 
 def _negative_part_scaled(input: torch.Tensor, slope) -> torch.Tensor:
@@ -53,7 +42,7 @@ def relu6(input: torch.Tensor) -> torch.Tensor:
 
     The gradient is 1 on (0, 6) and 0 outside.
     """
-    _check_tensor("input", input)
+    check_tensor("input", input)
     return torch.clamp(input, min=0.0, max=6.0)
 
 
@@ -63,8 +52,8 @@ def leaky_relu(input: torch.Tensor, negative_slope: float = 0.01) -> torch.Tenso
     The small slope for negative inputs keeps the gradient from being exactly
     zero there, so a unit pushed into the negative range can still recover.
     """
-    _check_tensor("input", input)
-    _check_real("negative_slope", negative_slope)
+    check_tensor("input", input)
+    check_number("negative_slope", negative_slope)
     return _negative_part_scaled(input, negative_slope)
 
 
@@ -81,8 +70,8 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         Same shape as ``input``. Autograd gives ``weight`` the gradient
         ``sum of grad * x`` over the negative inputs of its channel.
     """
-    _check_tensor("input", input)
-    _check_tensor("weight", weight)
+    check_tensor("input", input)
+    check_tensor("weight", weight)
     channels = input.shape[1] if input.ndim >= 2 else 1
     if weight.ndim > 1 or weight.numel() not in (1, channels):
         raise ValueError(
@@ -103,8 +92,8 @@ def elu(input: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     Any shape in, same shape out. Negative outputs saturate smoothly at
     ``-alpha``, which pushes the mean activation towards zero.
     """
-    _check_tensor("input", input)
-    _check_real("alpha", alpha)
+    check_tensor("input", input)
+    check_number("alpha", alpha)
     # exp only of the non-positive part: torch.where differentiates both branches, and exp(x)
     # of a large positive x would overflow to inf, and 0 * inf gives a NaN gradient.
     # expm1(x) = exp(x) - 1 without the cancellation for x near 0.
@@ -128,7 +117,7 @@ def maxout(input: torch.Tensor, num_pieces: int, dim: int = 1) -> torch.Tensor:
     two pieces: ``relu(x) = max(x, 0)`` and ``|x| = max(x, -x)``. The gradient
     flows only to the piece that won (shared evenly between exact ties).
     """
-    _check_tensor("input", input)
+    check_tensor("input", input)
     check_int("num_pieces", num_pieces, 1)
     if not isinstance(dim, int) or isinstance(dim, bool) or not -input.ndim <= dim < input.ndim:
         raise ValueError(f"dim must be an int in [{-input.ndim}, {input.ndim - 1}] for a {input.ndim}-d input, got {dim!r}")

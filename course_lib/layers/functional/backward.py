@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from ..._checks import Pair, accepts_unbatched, check_rank
-from .conv import _check_conv2d_args, im2col
+from ..geometry import fold_windows, output_size, sliding_windows
+from .conv import _check_conv2d_args, _columns
 
 __all__ = ["col2im", "conv2d_backward"]
 
@@ -57,27 +58,17 @@ def col2im(
         same.)
     """
     check_rank("cols", cols, 3, "(N, C * kH * kW, H_out * W_out)")
-    (h, w), (kh, kw), (sh, sw), (dh, dw) = input_size, kernel_size, stride, dilation
-    h_out = (h - dh * (kh - 1) - 1) // sh + 1
-    w_out = (w - dw * (kw - 1) - 1) // sw + 1
+    kh, kw = kernel_size
+    h_out, w_out = (output_size(size, k, s, 0, d) for size, k, s, d in zip(input_size, kernel_size, stride, dilation))
     n, rows, length = cols.shape
     if rows % (kh * kw) or length != h_out * w_out:
         raise ValueError(
             f"cols must have shape (N, C * kH * kW, H_out * W_out) with kH * kW = {kh * kw} and "
             f"H_out * W_out = {h_out} * {w_out} = {h_out * w_out}, got shape {tuple(cols.shape)}"
         )
-    c = rows // (kh * kw)
-    cols = cols.reshape(n, c, kh, kw, h_out, w_out)
-    image = cols.new_zeros(n, c, h, w)
-    # Kernel tap (u, v) of output position (i, j) read pixel (iS + uD, jS + vD): for a fixed tap,
-    # the H_out x W_out positions read a strided grid of pixels, so one slice-add per tap returns
-    # all of them. Taps overlap, which is why this adds rather than assigns.
-    for u in range(kh):
-        for v in range(kw):
-            rows_read = slice(u * dh, u * dh + (h_out - 1) * sh + 1, sh)
-            cols_read = slice(v * dw, v * dw + (w_out - 1) * sw + 1, sw)
-            image[:, :, rows_read, cols_read] += cols[:, :, u, v]
-    return image
+    # (N, C kH kW, L) -> (N, C, H_out, W_out, kH, kW): back to the windows im2col flattened.
+    windows = cols.reshape(n, rows // (kh * kw), kh, kw, h_out, w_out).permute(0, 1, 4, 5, 2, 3)
+    return fold_windows(windows, input_size, stride, dilation=dilation)
 
 
 @accepts_unbatched("(N, C_in, H, W)", batched=("input", "grad_output"), results=(0,))
@@ -114,10 +105,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     )
     c_out, c_per_group, kh, kw = weight.shape
     x = F.pad(input, (left, right, top, bottom))
-    cols = im2col(x, (kh, kw), stride, dilation)  # (N, C_in kH kW, L): the forward's X_col
+    windows = sliding_windows(x, (kh, kw), stride, dilation=dilation)  # (N, C_in, H_out, W_out, kH, kW)
+    h_out, w_out = windows.shape[2:4]
+    cols = _columns(windows)  # (N, C_in kH kW, L): im2col, the forward's X_col
     n, rows, length = cols.shape
-    h_out = (x.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    w_out = (x.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     expected = (n, c_out, h_out, w_out)
     if not isinstance(grad_output, torch.Tensor) or tuple(grad_output.shape) != expected:
         got = tuple(grad_output.shape) if isinstance(grad_output, torch.Tensor) else type(grad_output).__name__

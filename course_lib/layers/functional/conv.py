@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...analysis.shapes import output_size
 from ..._checks import Pair, accepts_unbatched, as_int, as_pair, check_int, check_rank
+from ..geometry import output_size, same_padding, sliding_windows
 
 __all__ = ["conv1d", "conv2d", "conv2d_naive", "im2col", "resolve_padding"]
 
@@ -29,18 +29,17 @@ def resolve_padding(padding, kernel_size: Pair, stride: Pair, dilation: Pair) ->
     """Padding as (left, right, top, bottom), the order ``F.pad`` takes for the last two axes.
 
     ``padding`` is an int, an (H, W) pair, ``"valid"`` (no padding) or
-    ``"same"`` (output as large as the input; stride 1 only, and when the
-    total padding ``D (K - 1)`` is odd the extra pixel goes right/bottom,
-    as in PyTorch).
+    ``"same"`` (output as large as the input; stride 1 only, split as
+    :func:`~course_lib.layers.geometry.same_padding` splits it: an odd extra
+    pixel goes right/bottom, as in PyTorch).
     """
     if padding == "valid":
         return (0, 0, 0, 0)
     if padding == "same":
         if stride != (1, 1):
             raise ValueError(f"padding='same' needs stride 1, got stride {stride}")
-        (kh, kw), (dh, dw) = kernel_size, dilation
-        total_h, total_w = dh * (kh - 1), dw * (kw - 1)
-        return (total_w // 2, total_w - total_w // 2, total_h // 2, total_h - total_h // 2)
+        (top, bottom), (left, right) = (same_padding(k, d) for k, d in zip(kernel_size, dilation))
+        return (left, right, top, bottom)
     if isinstance(padding, str):
         raise ValueError(f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}")
     ph, pw = as_pair("padding", padding, 0)
@@ -94,16 +93,16 @@ def im2col(x: torch.Tensor, kernel_size: Pair, stride: Pair = (1, 1), dilation: 
         output position ``l`` (row-major) sees, ordered (c, u, v) - the same
         layout as ``torch.nn.functional.unfold``.
 
-    ``Tensor.unfold`` returns *views* (no copy) of the sliding windows; only
-    the final reshape copies, which is why im2col needs ``kH * kW`` times the
-    input's memory.
+    :func:`~course_lib.layers.geometry.sliding_windows` gives the windows as a
+    *view* (no copy); only the final reshape copies, which is why im2col needs
+    ``kH * kW`` times the input's memory.
     """
-    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
-    n, c = x.shape[:2]
-    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    # (N, C, H_out, W_out, span_h, span_w): every window, then keep every D-th pixel of it.
-    windows = x.unfold(2, span_h, sh).unfold(3, span_w, sw)[..., ::dh, ::dw]
-    h_out, w_out = windows.shape[2:4]
+    return _columns(sliding_windows(x, kernel_size, stride, dilation=dilation))
+
+
+def _columns(windows: torch.Tensor) -> torch.Tensor:
+    """(N, C, H_out, W_out, kH, kW) windows as im2col's (N, C * kH * kW, H_out * W_out) matrix (a copy)."""
+    n, c, h_out, w_out, kh, kw = windows.shape
     # -> (N, C, kH, kW, H_out, W_out) -> (N, C*kH*kW, H_out*W_out)
     return windows.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, h_out * w_out)
 
@@ -130,12 +129,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     stride, dilation, pads = _check_conv2d_args(input, weight, bias, stride, padding, dilation, groups)
     c_out, c_per_group, kh, kw = weight.shape
     x = F.pad(input, pads) if any(pads) else input
-    cols = im2col(x, (kh, kw), stride, dilation)  # (N, C_in*kH*kW, L)
-    h_out = (x.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    w_out = (x.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    n, length = cols.shape[0], cols.shape[2]
+    windows = sliding_windows(x, (kh, kw), stride, dilation=dilation)  # (N, C_in, H_out, W_out, kH, kW), a view
+    n, _, h_out, w_out = windows.shape[:4]
+    cols = _columns(windows)  # im2col: (N, C_in*kH*kW, H_out*W_out)
     # Split rows of the column matrix and rows of the weight matrix into groups.
-    cols = cols.view(n, groups, c_per_group * kh * kw, length)
+    cols = cols.view(n, groups, c_per_group * kh * kw, h_out * w_out)
     w = weight.reshape(groups, c_out // groups, c_per_group * kh * kw)
     out = torch.einsum("gok,ngkl->ngol", w, cols).reshape(n, c_out, h_out, w_out)
     if bias is not None:
@@ -159,8 +157,7 @@ def conv2d_naive(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
     o_per_group = c_out // groups
     x = F.pad(input, pads) if any(pads) else input
     n = x.shape[0]
-    h_out = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
-    w_out = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    h_out, w_out = output_size(x.shape[2], kh, sh, 0, dh), output_size(x.shape[3], kw, sw, 0, dw)
     out = x.new_zeros(n, c_out, h_out, w_out)
     for g in range(groups):
         x_g = x[:, g * c_per_group : (g + 1) * c_per_group]  # (N, C_in/g, H_p, W_p)

@@ -13,8 +13,9 @@ with ``reduce`` the maximum (max pooling), the mean (average pooling),
 ``(sum x^p)^(1/p)`` (Lp pooling) or one value drawn at random (stochastic
 pooling). The stride defaults to the kernel size: non-overlapping windows.
 
-Output size along each axis is ``course_lib.analysis.shapes.output_size(H,
-kH, S, P, D)`` = ``floor((H + 2P - D (kH - 1) - 1) / S) + 1``. With
+Output size along each axis is ``output_size(H, kH, S, P, D, ceil_mode=...)``
+= ``floor((H + 2P - D (kH - 1) - 1) / S) + 1``, and the windows are
+``sliding_windows``' (both in :mod:`course_lib.layers.geometry`). With
 ``ceil_mode=True`` the floor becomes a ceiling - one more, partial, window
 where the last one would leave pixels unseen - except that, as in PyTorch, a
 last window must start inside the input or the left padding: one that would
@@ -32,11 +33,12 @@ without autograd the input gradient that autograd finds through
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-from ..._checks import Pair, accepts_unbatched, as_pair, check_rank
+from ..._checks import Pair, accepts_unbatched, as_pair, check_flag, check_rank
+from ..geometry import fold_windows, output_size, sliding_windows, transposed_output_size
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -51,9 +53,6 @@ __all__ = [
     "stochastic_pool2d",
 ]
 
-# kernel, stride, padding, dilation, output (H, W): what _pool_geometry checks and _windows uses.
-Geometry = tuple[Pair, Pair, Pair, Pair, Pair]
-
 
 # --- shared machinery ----------------------------------------------------------------------------
 
@@ -67,57 +66,51 @@ def _check_input(input) -> None:
         raise ValueError(f"input must have H, W >= 1, got shape {tuple(input.shape)}")
 
 
-def _output_length(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
-    """Number of windows along one axis (PyTorch's ``pooling_output_shape``); may be < 1 if none fits."""
-    span = dilation * (kernel - 1) + 1  # pixels a dilated window covers
-    if not ceil_mode:
-        return (size + 2 * padding - span) // stride + 1  # = analysis.shapes.output_size
-    out = -(-(size + 2 * padding - span) // stride) + 1  # ceiling division
-    if (out - 1) * stride >= size + padding:  # the last window would start in the right padding
-        out -= 1
-    return out
+class _Pool(NamedTuple):
+    """A sliding-window pooling's hyper-parameters, checked, as (h, w) pairs, and its output (H_out, W_out)."""
+
+    kernel: Pair
+    stride: Pair
+    padding: Pair
+    dilation: Pair
+    ceil_mode: bool
+    out: Pair
 
 
-def _pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode) -> Geometry:
-    """Check a sliding-window pooling's hyper-parameters against ``input``; return them as pairs.
+def _pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode) -> _Pool:
+    """Check a sliding-window pooling's hyper-parameters against ``input``.
 
-    Returns (kernel, stride, padding, dilation, output (H_out, W_out)). ``stride=None`` means the
-    kernel size. Like PyTorch, padding may be at most half the kernel size, so that every window
-    holds at least one input pixel.
+    ``stride=None`` means the kernel size. Like PyTorch, padding may be at most half the kernel
+    size, so that every window holds at least one input pixel.
     """
     kernel = as_pair("kernel_size", kernel_size, 1)
     stride = kernel if stride is None else as_pair("stride", stride, 1)
     padding = as_pair("padding", padding, 0)
     dilation = as_pair("dilation", dilation, 1)
+    check_flag("ceil_mode", ceil_mode)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"padding must be at most half of kernel_size {kernel} (rounded down), got {padding}")
-    out = tuple(
-        _output_length(size, k, s, p, d, ceil_mode)
-        for size, k, s, p, d in zip(input.shape[2:], kernel, stride, padding, dilation)
-    )
-    if min(out) < 1:
-        raise ValueError(
-            f"kernel_size {kernel} with dilation {dilation} does not fit input of size {tuple(input.shape[2:])} "
-            f"padded by {padding}: the output would be {out}"
-        )
-    return kernel, stride, padding, dilation, out
+    out = []
+    for axis, (size, k, s, p, d) in enumerate(zip(input.shape[2:], kernel, stride, padding, dilation)):
+        try:
+            out.append(output_size(size, k, s, p, d, ceil_mode=ceil_mode))
+        except ValueError as err:
+            raise ValueError(
+                f"kernel_size {kernel} with dilation {dilation} does not fit input along {'HW'[axis]}: {err}"
+            ) from None
+    return _Pool(kernel, stride, padding, dilation, ceil_mode, tuple(out))
 
 
-def _windows(x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out: Pair, value):
+def _windows(x: torch.Tensor, pool: _Pool, value) -> torch.Tensor:
     """Every pooling window of ``x`` (N, C, H, W), as (N, C, H_out, W_out, kH * kW), row-major in a window.
 
-    ``x`` is padded with ``value`` by ``padding`` on every side, and further on the right and
-    bottom where ceil_mode's last window reaches past the padded input. ``Tensor.unfold`` gives
-    the windows as a view; the final reshape copies them (kH kW / (S_h S_w) times x's memory).
+    ``x`` is padded with ``value`` (see :func:`~course_lib.layers.geometry.sliding_windows`); the
+    windows are a view, and flattening them copies kH kW / (S_h S_w) times x's memory.
     """
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (h_out, w_out) = kernel, stride, padding, dilation, out
-    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    extra_h = max(0, (h_out - 1) * sh + span_h - (x.shape[2] + 2 * ph))
-    extra_w = max(0, (w_out - 1) * sw + span_w - (x.shape[3] + 2 * pw))
-    x = F.pad(x, (pw, pw + extra_w, ph, ph + extra_h), value=value)
-    # (N, C, H_out, W_out, span_h, span_w), then keep every D-th pixel of each window.
-    windows = x.unfold(2, span_h, sh).unfold(3, span_w, sw)[..., ::dh, ::dw]
-    return windows.reshape(*windows.shape[:4], kh * kw)
+    windows = sliding_windows(
+        x, pool.kernel, pool.stride, pool.padding, pool.dilation, ceil_mode=pool.ceil_mode, value=value
+    )
+    return windows.flatten(-2)
 
 
 def _positions(input: torch.Tensor) -> torch.Tensor:
@@ -191,9 +184,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     (see :func:`max_pool2d_backward`).
     """
     _check_input(input)
-    geometry = _pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode)
-    windows = _windows(input, *geometry, value=float("-inf"))
-    positions = _windows(_positions(input), *geometry, value=-1)
+    pool = _pool_geometry(input, kernel_size, stride, padding, dilation, ceil_mode)
+    windows = _windows(input, pool, value=float("-inf"))
+    positions = _windows(_positions(input), pool, value=-1)
     out, indices = _window_max(windows, positions)
     return (out, indices) if return_indices else out
 
@@ -221,7 +214,7 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 
 def _unpool_size(input, kernel: Pair, stride: Pair, padding: Pair, output_size) -> Pair:
     """max_unpool2d's (H_out, W_out), as PyTorch's ``_unpool_output_size`` works it out."""
-    default = tuple((n - 1) * s - 2 * p + k for n, k, s, p in zip(input.shape[2:], kernel, stride, padding))
+    default = tuple(transposed_output_size(n, k, s, p) for n, k, s, p in zip(input.shape[2:], kernel, stride, padding))
     if output_size is None:
         size = default
     else:
@@ -285,22 +278,22 @@ def _check_divisor(divisor_override) -> None:
         raise ValueError(f"divisor_override must be None or a non-zero int, got {divisor_override!r}")
 
 
-def _avg_divisor(input, geometry: Geometry, count_include_pad: bool, divisor_override):
-    """What average pooling divides each window's sum by: (1, 1, H_out, W_out), or the override.
+def _avg_divisor(input, pool: _Pool, count_include_pad: bool, divisor_override):
+    """What average pooling divides each window's sum by: (H_out, W_out), or the override.
 
     The number of pixels the window covers: input pixels only, or (``count_include_pad``)
     padding pixels too - but never the pixels past the padding that ceil_mode's last window
-    reaches, as in PyTorch. Found by summing windows of a plane of ones.
+    reaches, as in PyTorch. Windows and the input are rectangles, so the count is a product of
+    one count per axis.
     """
     if divisor_override is not None:
         return divisor_override
-    kernel, stride, padding, dilation, out = geometry
-    (h, w), (ph, pw) = input.shape[2:], padding
-    if count_include_pad:  # ones over the padding too, then only the ceil_mode overhang is 0
-        ones, padding = input.new_ones(1, 1, h + 2 * ph, w + 2 * pw), (0, 0)
-    else:
-        ones = input.new_ones(1, 1, h, w)
-    return _windows(ones, kernel, stride, padding, dilation, out, value=0.0).sum(-1)
+    counts = []
+    for size, k, s, p, out in zip(input.shape[2:], pool.kernel, pool.stride, pool.padding, pool.out):
+        start = torch.arange(out, device=input.device) * s - p  # first pixel of each window (no dilation here)
+        first, end = (-p, size + p) if count_include_pad else (0, size)
+        counts.append((start + k).clamp(max=end) - start.clamp(min=first))
+    return counts[0][:, None] * counts[1]
 
 
 @accepts_unbatched("(N, C, H, W)")
@@ -325,9 +318,9 @@ def avg_pool2d(
     """
     _check_input(input)
     _check_divisor(divisor_override)
-    geometry = _pool_geometry(input, kernel_size, stride, padding, 1, ceil_mode)
-    sums = _windows(input, *geometry, value=0.0).sum(-1)
-    return sums / _avg_divisor(input, geometry, count_include_pad, divisor_override)
+    pool = _pool_geometry(input, kernel_size, stride, padding, 1, ceil_mode)
+    sums = _windows(input, pool, value=0.0).sum(-1)
+    return sums / _avg_divisor(input, pool, count_include_pad, divisor_override)
 
 
 @accepts_unbatched("(N, C, H, W)", batched=("input", "grad_output"))
@@ -355,18 +348,12 @@ def avg_pool2d_backward(
     """
     _check_input(input)
     _check_divisor(divisor_override)
-    geometry = _pool_geometry(input, kernel_size, stride, padding, 1, ceil_mode)
-    (kh, kw), (sh, sw), (ph, pw), _, (h_out, w_out) = geometry
-    _check_grad_output(grad_output, (h_out, w_out), input)
-    share = grad_output / _avg_divisor(input, geometry, count_include_pad, divisor_override)
-    n, c, h, w = input.shape
-    # The padded input, with room for ceil_mode's overhang.
-    grad = input.new_zeros(n, c, max(h + 2 * ph, (h_out - 1) * sh + kh), max(w + 2 * pw, (w_out - 1) * sw + kw))
-    for u in range(kh):
-        for v in range(kw):
-            # Pixel (u, v) of all the windows at once: a strided slice of the padded input.
-            grad[:, :, u : u + (h_out - 1) * sh + 1 : sh, v : v + (w_out - 1) * sw + 1 : sw] += share
-    return grad[:, :, ph : ph + h, pw : pw + w]
+    pool = _pool_geometry(input, kernel_size, stride, padding, 1, ceil_mode)
+    _check_grad_output(grad_output, pool.out, input)
+    share = grad_output / _avg_divisor(input, pool, count_include_pad, divisor_override)
+    # Every pixel of a window gets the window's share: the same value at each of its kH x kW taps.
+    taps = share[..., None, None].expand(*share.shape, *pool.kernel)
+    return fold_windows(taps, input.shape[2:], pool.stride, pool.padding)
 
 
 @accepts_unbatched("(N, C, H, W)")
@@ -519,7 +506,7 @@ def stochastic_pool2d(input, kernel_size, stride=None, training=True, generator=
     _check_input(input)
     if (input < 0).any():
         raise ValueError(f"input must be non-negative activations, got a minimum of {input.min().item()}")
-    windows = _windows(input, *_pool_geometry(input, kernel_size, stride, 0, 1, False), value=0.0)
+    windows = _windows(input, _pool_geometry(input, kernel_size, stride, 0, 1, False), value=0.0)
     total = windows.sum(-1, keepdim=True)
     if not training:
         # An all-zero window has sum(a^2) = 0: divide it by 1, not 0, so neither it nor its gradient is NaN.

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..._checks import check_flag, check_int, check_probability, check_rank
+from ..._checks import check_choice, check_flag, check_int, check_probability, check_rank, check_shape, check_tensor
 
 __all__ = [
     "drop_block2d",
@@ -44,9 +44,10 @@ def _bernoulli(shape, q: float, like: torch.Tensor, generator) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(q, generator=generator)
 
 
-def _check_drop_args(input, p, training) -> None:
-    if not isinstance(input, torch.Tensor):
-        raise ValueError(f"input must be a torch.Tensor, got {type(input).__name__}")
+def _check_drop_args(input, p, training, least_dims: int = 0, layout: str = "") -> None:
+    """The arguments every drop op takes: ``input`` a tensor (of at least ``least_dims`` dims, as ``layout``
+    describes), ``p`` a drop probability, ``training`` a bool."""
+    check_tensor("input", input, least_dims, layout)
     check_probability("p", p)
     check_flag("training", training)
 
@@ -116,18 +117,14 @@ def drop_connect(input, weight, bias=None, p=0.5, training=True, generator=None)
         instead sample from a Gaussian moment-matched to each unit's input at
         test time; that is not done here.
     """
-    _check_drop_args(input, p, training)
-    if input.ndim < 1:
-        raise ValueError("input must have shape (*, in_features) (at least 1 dim), got a 0-dim tensor")
+    _check_drop_args(input, p, training, 1, "(*, in_features)")
     check_rank("weight", weight, 2, "(out_features, in_features)")
     out_features, in_features = weight.shape
     if input.shape[-1] != in_features:
         raise ValueError(
             f"input.shape[-1] must be in_features = weight.shape[1] = {in_features}, got input of shape {tuple(input.shape)}"
         )
-    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (out_features,)):
-        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
-        raise ValueError(f"bias must have shape (out_features,) = ({out_features},), got {got}")
+    check_shape("bias", bias, (out_features,), "(out_features,)")
     if not training or p == 0:
         out = input @ weight.T
     else:
@@ -218,9 +215,7 @@ def drop_path(input, p=0.0, training=True, generator=None) -> torch.Tensor:
         scaling included; the paper instead scales by the survival
         probability at test time.
     """
-    _check_drop_args(input, p, training)
-    if input.ndim < 1:
-        raise ValueError("input must have shape (N, *) (at least 1 dim), got a 0-dim tensor")
+    _check_drop_args(input, p, training, 1, "(N, *)")
     if not training or p == 0:
         return input
     shape = (input.shape[0],) + (1,) * (input.ndim - 1)  # one mask entry per example, broadcast over the rest
@@ -250,9 +245,7 @@ def label_smoothing_cross_entropy(logits, target, smoothing=0.1, reduction="mean
         label_smoothing=smoothing, reduction=reduction)``; class weights,
         ``ignore_index`` and probability targets are not supported.
     """
-    if not isinstance(logits, torch.Tensor) or logits.ndim < 2:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"logits must have shape (N, K) or (N, K, d1, ...), got {got}")
+    check_tensor("logits", logits, 2, "(N, K) or (N, K, d1, ...)")
     expected = (logits.shape[0], *logits.shape[2:])
     if not isinstance(target, torch.Tensor) or tuple(target.shape) != expected:
         got = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
@@ -264,8 +257,7 @@ def label_smoothing_cross_entropy(logits, target, smoothing=0.1, reduction="mean
         raise ValueError(f"target must lie in [0, K) = [0, {k}), got values in [{target.min()}, {target.max()}]")
     if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"smoothing must lie in [0, 1], got {smoothing!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_choice("reduction", reduction, REDUCTIONS)
     neg_log_q = torch.logsumexp(logits, dim=1, keepdim=True) - logits  # -log softmax, (N, K, ...)
     true_class = neg_log_q.gather(1, target.long().unsqueeze(1)).squeeze(1)
     loss = (1.0 - smoothing) * true_class + smoothing * neg_log_q.mean(1)

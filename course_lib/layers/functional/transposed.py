@@ -25,14 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from ..._checks import accepts_unbatched, as_pair, check_int, check_rank
+from ..geometry import transposed_output_size
 from .conv import conv2d
 
 __all__ = ["conv_transpose2d"]
-
-
-def _transposed_size(size: int, k: int, s: int, p: int, d: int, op: int) -> int:
-    """One axis of the output: (H - 1) S - 2P + D (k - 1) + output_padding + 1."""
-    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
 def _check_args(input, weight, bias, stride, padding, output_padding, groups, dilation):
@@ -53,20 +49,17 @@ def _check_args(input, weight, bias, stride, padding, output_padding, groups, di
     padding = as_pair("padding", padding, 0)
     output_padding = as_pair("output_padding", output_padding, 0)
     dilation = as_pair("dilation", dilation, 1)
-    # output_padding only resolves the ambiguity of the output size (see the docstring), so it
-    # must be smaller than the stride or the dilation, as PyTorch requires.
-    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
-        raise ValueError(
-            f"output_padding must be smaller than either stride or dilation along each axis, "
-            f"got output_padding={output_padding}, stride={stride}, dilation={dilation}"
-        )
-    for axis in range(2):
-        size = _transposed_size(
-            input.shape[2 + axis], weight.shape[2 + axis], stride[axis], padding[axis], dilation[axis], output_padding[axis]
-        )
+    for axis, name in enumerate("HW"):
+        try:
+            size = transposed_output_size(
+                input.shape[2 + axis], weight.shape[2 + axis], stride[axis], padding[axis], dilation[axis],
+                output_padding[axis],
+            )
+        except ValueError as err:
+            raise ValueError(f"{err} along {name}") from None
         if size < 1:
             raise ValueError(
-                f"padding={padding} is too large: the output would have size {size} along {'HW'[axis]} "
+                f"padding={padding} is too large: the output would have size {size} along {name} "
                 f"(input {tuple(input.shape[2:])}, kernel {tuple(weight.shape[2:])})"
             )
     return stride, padding, output_padding, dilation
@@ -89,12 +82,10 @@ def conv_transpose2d(
         groups: input and output channels are split into ``groups`` groups.
 
     Returns:
-        (N, C_out, H_out, W_out) with
-
-        .. math:: H_\\text{out} = (H - 1) S - 2P + D (k - 1) + \\text{output\\_padding} + 1
-
-        (and the same for W). This inverts conv2d's output size: a stride-S
-        conv2d maps S different input sizes to the same output size, and
+        (N, C_out, H_out, W_out) with ``H_out = transposed_output_size(H, kH, S, P, D, output_padding)``
+        = ``(H - 1) S - 2P + D (kH - 1) + output_padding + 1`` (and the same for W;
+        :mod:`course_lib.layers.geometry`). This inverts conv2d's output size: a
+        stride-S conv2d maps S different input sizes to the same output size, and
         ``output_padding`` picks which one to go back to.
 
     How (the 1D example, stride 2, padding 1, kernel 3): insert S - 1 zeros
