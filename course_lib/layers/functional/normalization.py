@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..._checks import check_int, check_rank
+from ..._checks import check_int, check_rank, check_shape, check_tensor
 
 __all__ = [
     "batch_norm",
@@ -51,21 +51,6 @@ __all__ = [
 
 
 # --- argument checks ----------------------------------------------------------------------------
-
-
-def _check_min_rank(name: str, tensor, least: int, layout: str) -> None:
-    """``tensor`` is a torch.Tensor with at least ``least`` dimensions, described by ``layout``."""
-    if not isinstance(tensor, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape {layout}, got {type(tensor).__name__}")
-    if tensor.ndim < least:
-        raise ValueError(f"{name} must have shape {layout} (at least {least} dims), got shape {tuple(tensor.shape)}")
-
-
-def _check_shape(name: str, tensor, shape: tuple, what: str) -> None:
-    """``tensor`` is None or a tensor of exactly ``shape`` (described by ``what``, e.g. '(C,)')."""
-    if tensor is not None and (not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape)):
-        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise ValueError(f"{name} must have shape {what} = {tuple(shape)}, got {got}")
 
 
 def _check_eps(eps, positive: bool = False) -> None:
@@ -82,8 +67,8 @@ def _check_running_stats(running_mean, running_var, channels: int, momentum) -> 
             f"running_mean={'None' if running_mean is None else 'a tensor'}, "
             f"running_var={'None' if running_var is None else 'a tensor'}"
         )
-    _check_shape("running_mean", running_mean, (channels,), "(C,)")
-    _check_shape("running_var", running_var, (channels,), "(C,)")
+    check_shape("running_mean", running_mean, (channels,), "(C,)")
+    check_shape("running_var", running_var, (channels,), "(C,)")
     if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) or not 0.0 <= momentum <= 1.0:
         raise ValueError(
             f"momentum must be a number in [0, 1], got {momentum!r} "
@@ -155,11 +140,11 @@ def batch_norm(
         (the *unbiased* variance is stored, as in PyTorch). In eval
         ``mu, var = running_mean, running_var``.
     """
-    _check_min_rank("input", input, 2, "(N, C, *)")
+    check_tensor("input", input, 2, "(N, C, *)")
     channels = input.shape[1]
     _check_running_stats(running_mean, running_var, channels, momentum)
-    _check_shape("weight", weight, (channels,), "(C,)")
-    _check_shape("bias", bias, (channels,), "(C,)")
+    check_shape("weight", weight, (channels,), "(C,)")
+    check_shape("bias", bias, (channels,), "(C,)")
     _check_eps(eps, positive=training)
     count = input.numel() // channels
     if training:
@@ -196,11 +181,11 @@ def instance_norm(
         with the biased variance over the spatial axes. Every path of
         ``F.instance_norm`` is supported.
     """
-    _check_min_rank("input", input, 3, "(N, C, *spatial)")
+    check_tensor("input", input, 3, "(N, C, *spatial)")
     channels = input.shape[1]
     _check_running_stats(running_mean, running_var, channels, momentum)
-    _check_shape("weight", weight, (channels,), "(C,)")
-    _check_shape("bias", bias, (channels,), "(C,)")
+    check_shape("weight", weight, (channels,), "(C,)")
+    check_shape("bias", bias, (channels,), "(C,)")
     if not use_input_stats:
         return batch_norm(input, running_mean, running_var, weight, bias, training=False, eps=eps)
     _check_eps(eps)
@@ -238,11 +223,11 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> tor
     ):
         raise ValueError(f"normalized_shape must be an int or a non-empty sequence of ints >= 1, got {normalized_shape!r}")
     shape = tuple(shape)
-    _check_min_rank("input", input, len(shape), f"(*, {', '.join(map(str, shape))})")
+    check_tensor("input", input, len(shape), f"(*, {', '.join(map(str, shape))})")
     if tuple(input.shape[-len(shape) :]) != shape:
         raise ValueError(f"input's last {len(shape)} dims must be normalized_shape = {shape}, got input of shape {tuple(input.shape)}")
-    _check_shape("weight", weight, shape, "normalized_shape")
-    _check_shape("bias", bias, shape, "normalized_shape")
+    check_shape("weight", weight, shape, "normalized_shape")
+    check_shape("bias", bias, shape, "normalized_shape")
     _check_eps(eps)
     mean, var = _moments(input, list(range(-len(shape), 0)))
     return _scale_shift((input - mean) * torch.rsqrt(var + eps), weight, bias, shape)
@@ -264,13 +249,13 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> torch.Ten
         gamma/beta), G = C is instance norm. Unlike batch norm it does not
         depend on the batch size.
     """
-    _check_min_rank("input", input, 2, "(N, C, *)")
+    check_tensor("input", input, 2, "(N, C, *)")
     check_int("num_groups", num_groups, 1)
     n, channels = input.shape[:2]
     if channels % num_groups:
         raise ValueError(f"num_groups must divide the number of channels C = {channels}, got num_groups={num_groups}")
-    _check_shape("weight", weight, (channels,), "(C,)")
-    _check_shape("bias", bias, (channels,), "(C,)")
+    check_shape("weight", weight, (channels,), "(C,)")
+    check_shape("bias", bias, (channels,), "(C,)")
     _check_eps(eps)
     shape = (1, channels, *(1,) * (input.ndim - 2))
     if n == 0:  # an empty batch: nothing to normalize (and reshape(0, G, -1) is ambiguous)
@@ -312,12 +297,12 @@ def batch_norm_backward(grad_output, input, weight, eps=1e-5) -> tuple[torch.Ten
         channel. ``grad_weight`` and ``grad_bias`` are returned even when
         ``weight`` is None (the gradients for gamma = 1, beta = 0).
     """
-    _check_min_rank("input", input, 2, "(N, C, *)")
+    check_tensor("input", input, 2, "(N, C, *)")
     channels = input.shape[1]
     if not isinstance(grad_output, torch.Tensor) or grad_output.shape != input.shape:
         got = tuple(grad_output.shape) if isinstance(grad_output, torch.Tensor) else type(grad_output).__name__
         raise ValueError(f"grad_output must have input's shape {tuple(input.shape)}, got {got}")
-    _check_shape("weight", weight, (channels,), "(C,)")
+    check_shape("weight", weight, (channels,), "(C,)")
     _check_eps(eps)
     dims, count = _channel_dims(input), input.numel() // channels
     if count <= 1:
@@ -357,7 +342,7 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0) -> torch.Tens
         paper writes alpha alone), the window centred on c with the extra
         channel of an even size *before* c.
     """
-    _check_min_rank("input", input, 3, "(N, C, *spatial)")
+    check_tensor("input", input, 3, "(N, C, *spatial)")
     check_int("size", size, 1)
     squares = (input * input).movedim(1, -1)  # channels last, so F.pad and unfold act on them
     windows = F.pad(squares, (size // 2, (size - 1) // 2)).unfold(-1, size, 1)  # (..., C, size)
