@@ -1,4 +1,5 @@
-"""Data of the course: small real datasets that ship inside packages, photos, full datasets at full scale."""
+"""Data of the course: small real datasets that ship inside packages (digits, faces, textures), photos,
+full datasets at full scale."""
 
 from .datasets import (
     FULL_DATASETS,
@@ -9,17 +10,25 @@ from .datasets import (
     load_digits,
     load_mnist5k,
 )
+from .faces import FACE_CLASSES, load_faces
 from .photos import PHOTOS, load_photo, to_grayscale
+from .textures import TEXTURE_CLASSES, load_textures, texture_patch_origins, texture_region
 
 __all__ = [
+    "FACE_CLASSES",
     "FULL_DATASETS",
     "PHOTOS",
     "SMALL_DATASETS",
+    "TEXTURE_CLASSES",
     "TensorSplit",
     "data_root",
     "load_dataset",
     "load_digits",
+    "load_faces",
     "load_mnist5k",
     "load_photo",
+    "load_textures",
+    "texture_patch_origins",
+    "texture_region",
     "to_grayscale",
 ]
