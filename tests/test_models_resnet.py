@@ -70,6 +70,11 @@ def test_the_cifar_nets_record_the_papers_table_6():
     assert quoted == set(CIFAR_NETS)
 
 
+@pytest.mark.parametrize("name", [*CIFAR_NETS, *CIFAR_PLAIN, "wrn_28_10"])
+def test_the_cifar_nets_record_32x32_inputs(name):
+    assert model_record(name).input_size == 32
+
+
 def test_shortcut_options_counts():
     # Option A adds nothing, B projects at the 2 (CIFAR) or 3 (ImageNet) stage transitions, C on every block.
     def projection(c_in, c_out):  # 1x1 conv + BN

@@ -842,6 +842,16 @@ def preact_resnet18(
 # The paper counts the parameters with CIFAR-10's 10-class fc.
 
 
+def _cifar_resnet(
+    n: int, num_classes: int, in_channels: int, shortcut: str | None, drop_path_rate: float = 0.0
+) -> ResNet:
+    """The CIFAR ResNet (or plain net) of depth 6n + 2 on 32x32 inputs."""
+    return ResNet(
+        BasicBlock, (n, n, n), CIFAR_WIDTHS, num_classes, in_channels,
+        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
+    )
+
+
 @register_model(
     input_size=32,
     paper=_HE_2016,
@@ -861,10 +871,7 @@ def resnet20(
 
     Shapes: (N, in_channels, 32, 32) -> (N, num_classes). The other CIFAR ResNets take the same arguments.
     """
-    return ResNet(
-        BasicBlock, (3, 3, 3), CIFAR_WIDTHS, num_classes, in_channels,
-        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
-    )
+    return _cifar_resnet(3, num_classes, in_channels, shortcut, drop_path_rate)
 
 
 @register_model(
@@ -879,10 +886,7 @@ def resnet32(
     num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
 ) -> ResNet:
     """ResNet-32 for CIFAR (n = 5). Input 32x32."""
-    return ResNet(
-        BasicBlock, (5, 5, 5), CIFAR_WIDTHS, num_classes, in_channels,
-        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
-    )
+    return _cifar_resnet(5, num_classes, in_channels, shortcut, drop_path_rate)
 
 
 @register_model(
@@ -897,10 +901,7 @@ def resnet44(
     num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
 ) -> ResNet:
     """ResNet-44 for CIFAR (n = 7). Input 32x32."""
-    return ResNet(
-        BasicBlock, (7, 7, 7), CIFAR_WIDTHS, num_classes, in_channels,
-        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
-    )
+    return _cifar_resnet(7, num_classes, in_channels, shortcut, drop_path_rate)
 
 
 @register_model(
@@ -915,10 +916,7 @@ def resnet56(
     num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
 ) -> ResNet:
     """ResNet-56 for CIFAR (n = 9). Input 32x32."""
-    return ResNet(
-        BasicBlock, (9, 9, 9), CIFAR_WIDTHS, num_classes, in_channels,
-        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
-    )
+    return _cifar_resnet(9, num_classes, in_channels, shortcut, drop_path_rate)
 
 
 @register_model(
@@ -933,10 +931,7 @@ def resnet110(
     num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
 ) -> ResNet:
     """ResNet-110 for CIFAR (n = 18). Input 32x32."""
-    return ResNet(
-        BasicBlock, (18, 18, 18), CIFAR_WIDTHS, num_classes, in_channels,
-        small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
-    )
+    return _cifar_resnet(18, num_classes, in_channels, shortcut, drop_path_rate)
 
 
 @register_model(
@@ -946,32 +941,32 @@ def resnet110(
 )
 def plain20(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """Plain-20 for CIFAR (He et al. 2016, Fig. 6 left): resnet20 without shortcuts. Input 32x32."""
-    return ResNet(BasicBlock, (3, 3, 3), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
+    return _cifar_resnet(3, num_classes, in_channels, shortcut=None)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(528_504, "computed: = resnet32")])
 def plain32(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """Plain-32 for CIFAR: resnet32 without shortcuts. Input 32x32."""
-    return ResNet(BasicBlock, (5, 5, 5), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
+    return _cifar_resnet(5, num_classes, in_channels, shortcut=None)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(722_936, "computed: = resnet44")])
 def plain44(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """Plain-44 for CIFAR: resnet44 without shortcuts. Input 32x32."""
-    return ResNet(BasicBlock, (7, 7, 7), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
+    return _cifar_resnet(7, num_classes, in_channels, shortcut=None)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(917_368, "computed: = resnet56")])
 def plain56(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """Plain-56 for CIFAR: resnet56 without shortcuts. Input 32x32."""
-    return ResNet(BasicBlock, (9, 9, 9), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
+    return _cifar_resnet(9, num_classes, in_channels, shortcut=None)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(1_792_312, "computed: = resnet110")])
 def plain110(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """Plain-110 for CIFAR (He et al. 2016: "more than 60% error", not shown in Fig. 6): resnet110 without
     shortcuts. Input 32x32."""
-    return ResNet(BasicBlock, (18, 18, 18), CIFAR_WIDTHS, num_classes, in_channels, small_input=True, shortcut=None)
+    return _cifar_resnet(18, num_classes, in_channels, shortcut=None)
 
 
 @register_model(
