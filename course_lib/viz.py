@@ -1,4 +1,4 @@
-"""Figures the chapters share: image grids, kernels and timings, with matplotlib.
+"""Figures the chapters share: image grids, kernels, timings and classifier diagnostics, with matplotlib.
 
 Every function returns the matplotlib ``Figure`` so a notebook can adjust it
 further; in a notebook the figure is shown when the cell ends.
@@ -12,8 +12,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-__all__ = ["describe_figure", "to_image_array", "show_images", "show_kernels", "show_timings"]
+__all__ = [
+    "describe_figure",
+    "to_image_array",
+    "show_images",
+    "show_kernels",
+    "show_timings",
+    "show_confusion_matrix",
+    "show_misclassified",
+]
 
 
 def describe_figure(figure) -> str:
@@ -252,3 +261,175 @@ def show_timings(
     ax.set_title(title if title is not None else f"Time relative to {baseline}")
     ax.legend(title=legend_title)
     return table, fig
+
+
+# --- classifier diagnostics -----------------------------------------------------------------------
+
+
+def _as_numpy(values, name: str) -> np.ndarray:
+    """A tensor, array or sequence as a NumPy array (tensors detached and moved to the CPU)."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a tensor, an array or a sequence of numbers, got {type(values).__name__}") from None
+
+
+def _class_names(classes, count: int) -> list[str]:
+    """``classes`` as ``count`` strings, or "0", "1", ... when None."""
+    if classes is None:
+        return [str(k) for k in range(count)]
+    names = [str(name) for name in classes]
+    if len(names) != count:
+        raise ValueError(f"classes must have one name per class ({count}), got {len(names)}")
+    return names
+
+
+def show_confusion_matrix(
+    confusion,
+    classes: Sequence | None = None,
+    *,
+    normalize: bool = False,
+    title: str = "Confusion matrix",
+    cmap: str = "Reds",
+    size: float = 5.0,
+):
+    """A confusion matrix as a grid of numbers, the mistakes coloured.
+
+    Args:
+        confusion: (C, C) counts, a tensor or array: entry ``[i, j]`` counts the samples of true
+            class ``i`` predicted as class ``j`` (``course_lib.train.evaluate(...).confusion``, or
+            ``sklearn.metrics.confusion_matrix(y_true, y_pred)``).
+        classes: C class names for the axes (default ``0 .. C-1``).
+        normalize: show each row divided by its sum (the fraction of class ``i`` predicted as
+            ``j``; the diagonal is then each class's recall), as percentages. A class without
+            samples keeps a row of zeros.
+        title: of the axes.
+        cmap: colormap of the off-diagonal cells.
+        size: width of the figure in inches (the height follows).
+
+    Rows are true classes, columns predicted classes, and every non-zero cell is
+    annotated. With a good classifier the diagonal holds nearly everything, and one
+    colour scale for all cells would leave the mistakes invisible; so only the
+    off-diagonal cells are coloured, on a scale from 0 to the largest mistake
+    (the colorbar), and the diagonal is drawn grey. Returns the Figure.
+    """
+    matrix = _as_numpy(confusion, "confusion")
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise ValueError(f"confusion must be a square (C, C) matrix, got shape {matrix.shape}")
+    if not np.issubdtype(matrix.dtype, np.number) or (matrix < 0).any():
+        raise ValueError("confusion must hold non-negative counts")
+    count = matrix.shape[0]
+    names = _class_names(classes, count)
+    values = matrix.astype(float)
+    if normalize:
+        totals = values.sum(axis=1, keepdims=True)
+        values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+    errors = values.copy()
+    np.fill_diagonal(errors, np.nan)  # drawn in the colormap's "bad" colour
+    top = np.nanmax(errors) if count > 1 else 0.0
+    colormap = plt.get_cmap(cmap).with_extremes(bad="0.85")  # the colour of the (NaN) diagonal
+
+    fig, ax = plt.subplots(figsize=(size, size * 0.88))
+    image = ax.imshow(np.ma.masked_invalid(errors), cmap=colormap, vmin=0, vmax=top if top > 0 else 1)
+    for (i, j), value in np.ndenumerate(values):
+        if value == 0 and i != j:
+            continue  # an empty cell says nothing: leave it blank
+        text = f"{100 * value:.0f}%" if normalize else f"{matrix[i, j]:g}"
+        dark = i != j and top > 0 and value > 0.6 * top
+        ax.text(j, i, text, ha="center", va="center", fontsize=8 if count > 12 else 9,
+                color="white" if dark else "black", fontweight="bold" if i == j else "normal")
+    ax.set_xticks(range(count), names, rotation=90 if max(map(len, names)) > 3 else 0)
+    ax.set_yticks(range(count), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if normalize:
+        colorbar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        colorbar.set_label("share of the true class (mistakes)")
+    else:
+        colorbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.25 ticks
+        colorbar.set_label("misclassified samples")
+    fig.tight_layout()
+    return fig
+
+
+def show_misclassified(
+    images,
+    targets,
+    predictions,
+    *,
+    classes: Sequence | None = None,
+    scores=None,
+    max_images: int = 24,
+    ncols: int = 8,
+    size: float = 1.4,
+    suptitle: str | None = None,
+    cmap: str = "gray",
+):
+    """A grid of the examples a classifier got wrong, each titled with its true and predicted class.
+
+    Args:
+        images: (N, C, H, W) with C in (1, 3), or (N, H, W): the inputs, as a tensor or array.
+        targets, predictions: (N,) true and predicted class indices.
+        classes: names of the classes (default: the indices themselves).
+        scores: optional (N,) confidence of each prediction (e.g. its softmax probability):
+            the most confident mistakes are then shown first, and each title gives the score.
+            Without it, mistakes come in the order of ``images``.
+        max_images: show at most this many mistakes.
+        ncols: panels per row.
+        size: inches per panel.
+        suptitle: title of the figure (default: "<shown> of <all> misclassified examples").
+        cmap: colormap of single-channel images.
+
+    Titles read ``true 4 / pred 9`` (and ``p=0.97`` below with ``scores``). With no
+    mistake at all, the figure holds one empty panel that says so. Returns the Figure.
+    """
+    targets_np = _as_numpy(targets, "targets").reshape(-1)
+    predictions_np = _as_numpy(predictions, "predictions").reshape(-1)
+    if len(images) != len(targets_np) or len(predictions_np) != len(targets_np):
+        raise ValueError(
+            f"images, targets and predictions must have the same length, got {len(images)}, "
+            f"{len(targets_np)} and {len(predictions_np)}"
+        )
+    if not isinstance(max_images, int) or isinstance(max_images, bool) or max_images < 1:
+        raise ValueError(f"max_images must be a positive int, got {max_images!r}")
+    wrong = np.flatnonzero(targets_np != predictions_np)
+    scores_np = None
+    if scores is not None:
+        scores_np = _as_numpy(scores, "scores").reshape(-1).astype(float)
+        if len(scores_np) != len(targets_np):
+            raise ValueError(f"scores must have one value per example ({len(targets_np)}), got {len(scores_np)}")
+        wrong = wrong[np.argsort(-scores_np[wrong], kind="stable")]  # most confident mistakes first
+    shown = wrong[:max_images]
+    if classes is None:
+        names = None
+    else:
+        names = [str(name) for name in classes]
+        largest = int(max(targets_np.max(initial=0), predictions_np.max(initial=0)))
+        if largest >= len(names):
+            raise ValueError(f"classes must name every class index up to {largest}, got {len(names)} names")
+    label = (lambda k: str(int(k))) if names is None else (lambda k: names[int(k)])
+
+    if len(shown) == 0:
+        fig, ax = plt.subplots(figsize=(3 * size, 1.5 * size))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no misclassified examples", ha="center", va="center", transform=ax.transAxes)
+        fig.suptitle(suptitle or f"0 of {len(targets_np)} examples misclassified")
+        return fig
+
+    titles = []
+    for k in shown:
+        title = f"true {label(targets_np[k])} / pred {label(predictions_np[k])}"
+        if scores_np is not None:
+            title += f"\np={scores_np[k]:.2f}"
+        titles.append(title)
+    panels = [images[int(k)] for k in shown]
+    fig = show_images(panels, titles, ncols=min(ncols, len(panels)), size=size, cmap=cmap,
+                      suptitle=suptitle or f"{len(shown)} of {len(wrong)} misclassified examples")
+    for ax in fig.axes:
+        ax.title.set_fontsize(8)
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,4 @@
-"""course_lib.viz: the figures the chapters share (image grids, kernels, timings).
+"""course_lib.viz: the figures the chapters share (image grids, kernels, timings, classifier diagnostics).
 
 Drawn with matplotlib's non-interactive Agg backend, so that no window opens
 wherever pytest runs; the tests read back what was drawn (images, colour
@@ -21,7 +21,14 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from course_lib.analysis import compare_timings  # noqa: E402
-from course_lib.viz import show_images, show_kernels, show_timings, to_image_array  # noqa: E402
+from course_lib.viz import (  # noqa: E402
+    show_confusion_matrix,
+    show_images,
+    show_kernels,
+    show_misclassified,
+    show_timings,
+    to_image_array,
+)
 
 # --- viz ----------------------------------------------------------------------------------------
 
@@ -312,3 +319,129 @@ BAD_TIMINGS = [
 def test_show_timings_bad_arguments_raise(rows, kwargs, match):
     with pytest.raises(ValueError, match=f"^{match}"):
         show_timings(rows, **kwargs)
+
+
+# --- confusion matrix -----------------------------------------------------------------------------
+
+CONFUSION = np.array([[50, 2, 0], [0, 45, 5], [1, 0, 47]])
+
+
+def _cell_texts(ax) -> dict[tuple[int, int], str]:
+    """(row, column) -> annotation, read back from the text artists at integer positions."""
+    return {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+
+
+def test_show_confusion_matrix_annotates_counts_and_colours_only_the_mistakes():
+    fig = show_confusion_matrix(torch.tensor(CONFUSION), classes=["cat", "dog", "owl"], title="Pets")
+    ax = fig.axes[0]
+    assert ax.get_title() == "Pets" and (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "owl"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog", "owl"]
+    # Every non-zero cell is annotated with its count; empty off-diagonal cells stay blank.
+    assert _cell_texts(ax) == {(0, 0): "50", (0, 1): "2", (1, 1): "45", (1, 2): "5", (2, 0): "1", (2, 2): "47"}
+    shown = ax.images[0].get_array()
+    assert shown.mask.diagonal().all() and not shown.mask[~np.eye(3, dtype=bool)].any()  # the diagonal is not coloured
+    assert ax.images[0].get_clim() == (0, 5)  # the scale ends at the largest mistake
+    assert fig.axes[1].get_ylabel() == "misclassified samples"  # the colorbar
+    assert all(float(tick).is_integer() for tick in fig.axes[1].get_yticks())  # counts: whole ticks only
+
+
+def test_show_confusion_matrix_normalize_shows_row_percentages():
+    fig = show_confusion_matrix(CONFUSION, normalize=True)
+    ax = fig.axes[0]
+    texts = _cell_texts(ax)
+    assert texts[(1, 2)] == "10%" and texts[(1, 1)] == "90%" and texts[(0, 0)] == "96%"
+    np.testing.assert_allclose(ax.images[0].get_clim(), (0, 0.1))
+    assert fig.axes[1].get_ylabel() == "share of the true class (mistakes)"
+    assert fig.axes[1].yaxis.get_major_formatter()(0.05) == "5%"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]  # default class names
+
+
+def test_show_confusion_matrix_keeps_an_empty_class_at_zero():
+    confusion = np.array([[3, 1], [0, 0]])
+    texts = _cell_texts(show_confusion_matrix(confusion, normalize=True).axes[0])
+    assert texts == {(0, 0): "75%", (0, 1): "25%", (1, 1): "0%"}
+
+
+@pytest.mark.parametrize(
+    ("confusion", "kwargs", "match"),
+    [
+        (np.ones((2, 3)), {}, r"confusion must be a square \(C, C\) matrix, got shape \(2, 3\)"),
+        (np.ones(4), {}, "confusion must be a square"),
+        (-np.ones((2, 2)), {}, "confusion must hold non-negative counts"),
+        (np.ones((2, 2)), {"classes": ["a"]}, r"classes must have one name per class \(2\), got 1"),
+    ],
+    ids=["not-square", "vector", "negative", "classes"],
+)
+def test_show_confusion_matrix_rejects_bad_input(confusion, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        show_confusion_matrix(confusion, **kwargs)
+
+
+def test_show_confusion_matrix_matches_sklearn_layout():
+    from sklearn.metrics import confusion_matrix
+
+    y_true, y_pred = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]
+    texts = _cell_texts(show_confusion_matrix(confusion_matrix(y_true, y_pred)).axes[0])
+    assert texts[(0, 1)] == "1" and texts[(2, 0)] == "1" and (1, 0) not in texts  # row = true, column = predicted
+
+
+# --- misclassified examples -----------------------------------------------------------------------
+
+
+def _digits(n: int = 6):
+    images = torch.stack([torch.full((1, 4, 4), float(k)) for k in range(n)])  # image k is filled with k
+    targets = torch.tensor([0, 1, 2, 3, 4, 5][:n])
+    predictions = torch.tensor([0, 7, 2, 8, 4, 9][:n])  # wrong at 1, 3, 5
+    return images, targets, predictions
+
+
+def test_show_misclassified_shows_only_the_mistakes_in_order():
+    images, targets, predictions = _digits()
+    fig = show_misclassified(images, targets, predictions)
+    axes = _axes_with_images(fig)
+    assert [ax.get_title() for ax in axes] == ["true 1 / pred 7", "true 3 / pred 8", "true 5 / pred 9"]
+    assert [float(ax.images[0].get_array().mean()) for ax in axes] == [1.0, 3.0, 5.0]  # the right images
+    assert fig._suptitle.get_text() == "3 of 3 misclassified examples"
+
+
+def test_show_misclassified_with_scores_puts_the_most_confident_first_and_caps_the_count():
+    images, targets, predictions = _digits()
+    scores = np.array([0.9, 0.55, 0.99, 0.97, 0.8, 0.7])
+    names = [f"c{k}" for k in range(10)]
+    fig = show_misclassified(images, targets, predictions, classes=names, scores=scores, max_images=2, suptitle="Worst")
+    titles = [ax.get_title() for ax in _axes_with_images(fig)]
+    assert titles == ["true c3 / pred c8\np=0.97", "true c5 / pred c9\np=0.70"]
+    assert fig._suptitle.get_text() == "Worst"
+
+
+def test_show_misclassified_accepts_arrays_without_a_channel_axis():
+    images, targets, predictions = _digits()
+    fig = show_misclassified(images[:, 0].numpy(), targets.numpy(), predictions.numpy(), ncols=2)
+    assert len(_axes_with_images(fig)) == 3 and len(fig.axes) == 4  # a 2 x 2 grid, one panel empty
+
+
+def test_show_misclassified_without_mistakes_says_so():
+    images, targets, _ = _digits()
+    fig = show_misclassified(images, targets, targets)
+    assert not _axes_with_images(fig)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no misclassified examples"]
+    assert fig._suptitle.get_text() == "0 of 6 examples misclassified"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"predictions": torch.zeros(5, dtype=torch.long)}, "images, targets and predictions must have the same length"),
+        ({"scores": np.ones(4)}, r"scores must have one value per example \(6\), got 4"),
+        ({"max_images": 0}, "max_images must be a positive int, got 0"),
+        ({"classes": ["a", "b"]}, "classes must name every class index up to 9, got 2 names"),
+    ],
+    ids=["lengths", "scores", "max-images", "classes"],
+)
+def test_show_misclassified_rejects_bad_input(change, match):
+    images, targets, predictions = _digits()
+    arguments = {"predictions": predictions, **change}
+    predictions = arguments.pop("predictions")
+    with pytest.raises(ValueError, match=match):
+        show_misclassified(images, targets, predictions, **arguments)
