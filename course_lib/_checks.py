@@ -64,10 +64,18 @@ def check_int(name: str, value, least: int) -> None:
         raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
 
-def check_number(name: str, value, *, positive: bool = False) -> None:
-    """``value`` is a finite real number (not a bool, not a tensor: a fixed hyper-parameter), > 0 if ``positive``."""
-    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}, got {value!r}")
+def check_number(name: str, value, *, positive: bool = False, non_negative: bool = False) -> None:
+    """``value`` is a finite real number (not a bool, not a tensor: a fixed hyper-parameter),
+    > 0 if ``positive``, >= 0 if ``non_negative``."""
+    bound = " > 0" if positive else " >= 0" if non_negative else ""
+    if (
+        not isinstance(value, Real)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or (positive and value <= 0)
+        or (non_negative and value < 0)
+    ):
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
 
 
 def did_you_mean(value, names) -> str:

@@ -31,13 +31,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_number
+
 __all__ = ["RandomAffine"]
-
-
-def _non_negative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 class RandomAffine:
@@ -59,7 +55,8 @@ class RandomAffine:
     """
 
     def __init__(self, degrees: float = 10.0, scale: tuple[float, float] = (0.9, 1.1), translate: float = 2.0):
-        self.degrees = _non_negative("degrees", degrees)
+        check_number("degrees", degrees, non_negative=True)
+        self.degrees = float(degrees)
         if (
             not isinstance(scale, (tuple, list))
             or len(scale) != 2
@@ -68,7 +65,8 @@ class RandomAffine:
         ):
             raise ValueError(f"scale must be a pair (low, high) with 0 < low <= high, got {scale!r}")
         self.scale = (float(scale[0]), float(scale[1]))
-        self.translate = _non_negative("translate", translate)
+        check_number("translate", translate, non_negative=True)
+        self.translate = float(translate)
 
     def __repr__(self) -> str:
         return f"RandomAffine(degrees={self.degrees:g}, scale={self.scale}, translate={self.translate:g})"
