@@ -35,6 +35,20 @@ def test_hidden_cases_change_with_the_seed_and_visible_ones_do_not():
     assert labels(visible, 1) == labels(visible, 2)
 
 
+def test_a_lab_raises_the_limits_it_needs_and_never_lowers_the_courses():
+    from dataclasses import replace
+
+    from course_lib.grading.sandbox import Limits
+
+    lab = replace(SPEC, limits={"call_timeout_s": 90, "wall_s": 240})
+    configured = Limits(wall_s=300.0, call_timeout_s=20.0, memory_mb=1024)
+    granted = lab.limits_for(configured)
+    assert (granted.call_timeout_s, granted.wall_s, granted.memory_mb) == (90, 300.0, 1024)
+    assert SPEC.limits_for(configured) == configured  # lab 1 needs nothing beyond the course's limits
+    with pytest.raises(ValueError, match="call_timeout"):
+        replace(SPEC, limits={"call_timeout": 90}).limits_for(configured)
+
+
 def test_get_spec_refuses_an_unknown_lab():
     with pytest.raises(ValueError, match="no grading specification"):
         get_spec("lab99_nothing")

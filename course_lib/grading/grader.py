@@ -107,7 +107,10 @@ def _judge_tests(box, tests: Sequence[Test], seed: int, load_errors: dict[str, s
 
 
 def grade_answers(cells: Sequence[tuple[str, str]], spec: LabSpec, seed: int, *, limits=None) -> SubmissionResult:
-    """Grade answer cells ``[(grade_id, source)]`` against ``spec``; hidden cases drawn from ``seed``."""
+    """Grade answer cells ``[(grade_id, source)]`` against ``spec``; hidden cases drawn from ``seed``.
+
+    ``limits`` are used as given; without them, the default :class:`Limits` raised to what the lab needs.
+    """
     from .sandbox import AnswerSandbox, Limits
 
     start = time.perf_counter()
@@ -115,7 +118,7 @@ def grade_answers(cells: Sequence[tuple[str, str]], spec: LabSpec, seed: int, *,
     for name, source in cells:
         result.flags += scan_answer(name, source, spec.forbidden)
         result.flags += copied_from(name, source, spec.originals)
-    with AnswerSandbox(list(cells), limits=limits or Limits(), preamble=spec.preamble) as box:
+    with AnswerSandbox(list(cells), limits=limits or spec.limits_for(Limits()), preamble=spec.preamble) as box:
         result.load_errors = {name: r.error or "failed" for name, r in box.load_errors.items()}
         result.verdicts = _judge_tests(box, spec.tests, seed, result.load_errors)
     result.seconds = time.perf_counter() - start

@@ -111,7 +111,7 @@ class GradeInSandbox(NbGraderPreprocessor):
         course = Path.cwd()
         spec = get_spec(lab)
         seed = submission_seed(grading_key(course / self.key_file), lab, student)
-        limits = Limits(wall_s=self.wall_s, call_timeout_s=self.call_timeout_s, memory_mb=self.memory_mb)
+        limits = spec.limits_for(Limits(wall_s=self.wall_s, call_timeout_s=self.call_timeout_s, memory_mb=self.memory_mb))
         result = grade_notebook(nb, spec, seed, limits=limits)
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})

@@ -75,6 +75,19 @@ class LabSpec:
     # In the student's notebook only: a context that refuses the lab's shortcuts while visible cases run,
     # so a student learns at once that a call is not allowed (the grader flags them from the source).
     guard: Callable[[], AbstractContextManager] = nullcontext
+    # The least this lab needs of the sandbox (fields of course_lib.grading.sandbox.Limits), e.g. a lab whose
+    # graded call trains a network needs a longer call_timeout_s than the course's default.
+    limits: Mapping[str, float] = field(default_factory=dict)
+
+    def limits_for(self, configured):
+        """``configured`` (a :class:`~course_lib.grading.sandbox.Limits`) with each field this lab needs raised
+        to at least :attr:`limits`; a course may grant more, never less than the lab needs."""
+        from dataclasses import replace
+
+        unknown = set(self.limits) - set(configured.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{self.name}: limits names no field of Limits: {sorted(unknown)}")
+        return replace(configured, **{name: max(getattr(configured, name), value) for name, value in self.limits.items()})
 
     def run(self, grade_id: str, namespace: Mapping[str, Any]) -> None:
         """What a test cell of the lab notebook calls: ``LAB.run("test_loops_basic", globals())``."""
