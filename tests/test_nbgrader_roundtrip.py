@@ -24,6 +24,28 @@ pytestmark = pytest.mark.slow
 SCRIPT = '<script>document.title = "pwned"</script>'
 
 
+# Lab 2's planted mistake: average pooling's gradient not divided by the window.
+AVERAGE_SHARE = "share = dout / (k * k)"
+
+
+def average_not_divided(grade_id: str, code: str) -> str:
+    if grade_id != "avg_pool2d_backward":
+        return code
+    assert code.count(AVERAGE_SHARE) == 1, f"lab 2's avg_pool2d_backward solution no longer contains {AVERAGE_SHARE!r}"
+    return code.replace(AVERAGE_SHARE, "share = dout")
+
+
+# Lab 5's planted mistake: C1 without its padding of 2 (the parameters are right, the forward pass fails in F5).
+C1_LINE = "self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)"
+
+
+def c1_not_padded(grade_id: str, code: str) -> str:
+    if grade_id != "lenet5":
+        return code
+    assert code.count(C1_LINE) == 1, f"lab 5's LeNet5 solution no longer contains {C1_LINE!r}"
+    return code.replace(C1_LINE, "self.c1 = nn.Conv2d(1, 6, kernel_size=5)")
+
+
 def script_in_written_answer(grade_id: str, code: str) -> str:
     return code + f"\n\n{SCRIPT}\n" if grade_id == "written_im2col" else code
 
@@ -39,6 +61,12 @@ def graded(tmp_path_factory):
     submissions.append(
         Submission("script_writer", "lab01_convolution", lambda r, s: solved_copy(r, s, script_in_written_answer))
     )
+    if "lab02_backprop" in LAB_NAMES:
+        submissions.append(
+            Submission("average_not_divided", "lab02_backprop", lambda r, s: solved_copy(r, s, average_not_divided))
+        )
+    if "lab05_lenet" in LAB_NAMES:
+        submissions.append(Submission("c1_not_padded", "lab05_lenet", lambda r, s: solved_copy(r, s, c1_not_padded)))
     seconds = grade(course, submissions)
     print("\nnbgrader round trip, seconds per step:", {k: round(v, 1) for k, v in seconds.items()})
     return course, {(s.student, s.lab): s for s in submissions}
@@ -99,6 +127,24 @@ def test_padding_mistake_gets_partial_marks_and_is_named(graded):
     possible = sum(sub.results[name][1] for name in tests)
     assert 0 < earned < possible
     assert "Likely cause: padding off by one" in feedback_html(course, sub)
+
+
+def test_average_pooling_mistake_costs_its_tests_only_and_is_named(graded):
+    course, subs = graded
+    sub = subs["average_not_divided", "lab02_backprop"]
+    tests, _ = cell_ids("lab02_backprop")
+    lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
+    assert lost == {name for name in tests if name.startswith("test_avgpool")}
+    assert "Likely cause: not divided by the window" in feedback_html(course, sub)
+
+
+def test_an_unpadded_lenet_loses_every_test_and_is_named(graded):
+    """Every test of lab 5 builds a LeNet5, whose forward pass fails: all lost, and the feedback says why."""
+    course, subs = graded
+    sub = subs["c1_not_padded", "lab05_lenet"]
+    tests, _ = cell_ids("lab05_lenet")
+    assert all(sub.results[name][0] == 0 for name in tests), sub.results
+    assert "C1 is not padded by 2 pixels" in feedback_html(course, sub)
 
 
 def test_grades_are_exported(graded):
