@@ -113,6 +113,17 @@ def test_scan_lets_an_honest_answer_through():
     assert scan_answer("im2col", "def im2col(x, k):\n    '''im2col of x'''\n    return x", SPEC.forbidden) == []
 
 
+def test_scan_flags_data_pasted_into_an_answer_once_per_literal():
+    from course_lib.grading.scan import MAX_LITERAL_CHARS
+
+    table = "{" + ", ".join(f"'{i:016x}': [{i % 10}, {i % 7}]" for i in range(MAX_LITERAL_CHARS // 20)) + "}"
+    source = f"LABELS = {table}\nWEIGHTS = '{'A' * MAX_LITERAL_CHARS}'\nSMALL = ['{'b' * 100}'] * 3\n"
+    flags = scan_answer("train", source, SPEC.forbidden)
+    assert [(f.line, f.reason.split(':')[0]) for f in flags] == [
+        (1, f"holds a literal of {len(table):,} characters"), (2, f"holds a literal of {MAX_LITERAL_CHARS + 2:,} characters")]
+    assert scan_answer("train", f"x = '{'c' * (MAX_LITERAL_CHARS - 2)}'\n", {}) == []  # at the limit, quotes included
+
+
 def test_copy_of_course_lib_is_flagged_even_renamed():
     import inspect
 

@@ -481,6 +481,7 @@ def train(model, images, labels):
     result = grade([("lenet5", cheat), ("train", "")])
     assert verdicts(result) == {**dict.fromkeys(ALL, True), "test_accuracy_hidden_95": False, "test_accuracy_hidden_97": False}
     assert "accuracy 0.0%" in result.verdicts["test_accuracy_hidden_97"].message
+    assert any("data pasted into the answer" in str(flag) for flag in result.flags), result.flags
 
 
 @pytest.mark.slow

@@ -50,6 +50,11 @@ TRICKS: Mapping[str, str] = {
 }
 
 
+# A literal (string, bytes, list, dict, ...) this long in an answer is data, not code: weights or labels pasted in.
+MAX_LITERAL_CHARS = 5_000
+_LITERALS = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict)
+
+
 @dataclass(frozen=True)
 class Flag:
     """One finding in one answer cell, for the instructor."""
@@ -145,7 +150,33 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
         elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name):
             if node.value.func.id in {"globals", "vars", "locals"}:
                 flag(node, f"uses {node.value.func.id}()[...]: reaches names indirectly")
+    for node, size in _large_literals(tree, lines):
+        flag(node, f"holds a literal of {size:,} characters: data pasted into the answer (weights, labels)?")
     return sorted(flags.values(), key=lambda f: (f.line, f.reason))
+
+
+def _large_literals(tree: ast.AST, lines: list[str]) -> list[tuple[ast.AST, int]]:
+    """The outermost literals of more than :data:`MAX_LITERAL_CHARS` characters of source, with their sizes."""
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+
+    def offset(line: int, column: int) -> int:
+        return starts[min(line, len(lines)) - 1] + column
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, _LITERALS) and getattr(node, "end_lineno", None) is not None:
+            begin, end = offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset)
+            if end - begin > MAX_LITERAL_CHARS:
+                found.append((begin, end, node))
+    found.sort(key=lambda item: (item[0], -item[1]))
+    outermost, reach = [], -1
+    for begin, end, node in found:
+        if end > reach:  # not inside the literal kept before it
+            outermost.append((node, end - begin))
+            reach = end
+    return outermost
 
 
 def _tokens(source: str) -> list[str]:
