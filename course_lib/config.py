@@ -28,6 +28,7 @@ __all__ = [
     "is_full_scale",
     "scaled",
     "seed_everything",
+    "use_book_threads",
 ]
 
 SCALES = ("small", "full")
@@ -84,3 +85,16 @@ def is_full_scale() -> bool:
 def scaled(small, full):
     """Pick the value for the current scale: ``epochs = scaled(small=3, full=30)``."""
     return full if is_full_scale() else small
+
+
+def use_book_threads() -> int:
+    """Compute with as many CPU threads as the book did: one at small scale; at full scale, leave PyTorch's.
+
+    A sum split over several threads adds its terms in another order, so trained weights, and the
+    numbers a chapter prints, differ in their last digits from one thread count to another. The book
+    is executed with one thread per notebook; a chapter that calls this first prints the book's
+    numbers on any machine. Returns the thread count now in use.
+    """
+    if not is_full_scale():
+        torch.set_num_threads(1)
+    return torch.get_num_threads()

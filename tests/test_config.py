@@ -148,3 +148,16 @@ def test_an_invalid_course_scale_raises_naming_the_variable(course_env, value):
     for read_scale in (get_scale, is_full_scale, lambda: scaled(1, 2)):
         with pytest.raises(ValueError, match=f"COURSE_SCALE must be one of .*{value!r}"):
             read_scale()
+
+
+@pytest.mark.parametrize("scale, expected", [("small", 1), ("full", 3)])
+def test_use_book_threads_is_one_thread_at_small_scale_and_leaves_full_scale_alone(course_env, scale, expected):
+    from course_lib import use_book_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        course_env.setenv("COURSE_SCALE", scale)
+        assert use_book_threads() == expected == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
