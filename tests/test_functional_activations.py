@@ -95,6 +95,13 @@ def test_elu_gradient_stays_finite_for_large_inputs():
     assert_same_values_and_grads(CF.elu, F.elu, [x], TOLERANCES[torch.float64])
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 2])
+def test_elu_gradient_at_zero_is_pytorchs(alpha):
+    """At exactly 0 PyTorch takes the negative branch's slope, alpha; clamp(max=0) passed no gradient there (0)."""
+    x = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    assert_same_values_and_grads(lambda t: CF.elu(t, alpha), lambda t: F.elu(t, alpha), [x], TOLERANCES[torch.float64])
+
+
 # --- prelu --------------------------------------------------------------------------------------
 
 

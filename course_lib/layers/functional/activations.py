@@ -95,9 +95,11 @@ def elu(input: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     check_tensor("input", input)
     check_number("alpha", alpha)
     # exp only of the non-positive part: torch.where differentiates both branches, and exp(x)
-    # of a large positive x would overflow to inf, and 0 * inf gives a NaN gradient.
+    # of a large positive x would overflow to inf, and 0 * inf gives a NaN gradient. The mask is a
+    # where, not clamp(max=0), which passes no gradient at exactly 0, where PyTorch's slope is alpha.
     # expm1(x) = exp(x) - 1 without the cancellation for x near 0.
-    return torch.where(input > 0, input, alpha * torch.expm1(torch.clamp(input, max=0.0)))
+    negative_part = torch.where(input > 0, torch.zeros_like(input), input)
+    return torch.where(input > 0, input, alpha * torch.expm1(negative_part))
 
 
 def maxout(input: torch.Tensor, num_pieces: int, dim: int = 1) -> torch.Tensor:
