@@ -58,12 +58,21 @@ PADDING_LINE = "x = F.pad(x, (padding, padding, padding, padding))"
 PADDING_TOO_WIDE = "x = F.pad(x, (padding + 1, padding + 1, padding + 1, padding + 1))"
 
 
-def pad_off_by_one(grade_id: str, code: str) -> str:
-    """An edit for :func:`solved_copy`: lab 1's conv2d_loops pads one pixel too wide."""
-    if grade_id != "conv2d_loops":
-        return code
-    assert code.count(PADDING_LINE) == 1, f"lab 1's conv2d_loops solution no longer contains {PADDING_LINE!r}"
-    return code.replace(PADDING_LINE, PADDING_TOO_WIDE)
+def planted(answer: str, right: str, wrong: str) -> Callable[[str, str], str]:
+    """An edit for :func:`solved_copy`: the answer cell ``answer`` with its line ``right`` (there exactly once)
+    replaced by ``wrong``; every other cell as the instructor wrote it."""
+
+    def edit(grade_id: str, code: str) -> str:
+        if grade_id != answer:
+            return code
+        assert code.count(right) == 1, f"the solution of {answer} no longer contains {right!r} exactly once"
+        return code.replace(right, wrong)
+
+    return edit
+
+
+# Lab 1's conv2d_loops pads one pixel too wide.
+pad_off_by_one = planted("conv2d_loops", PADDING_LINE, PADDING_TOO_WIDE)
 
 
 def untouched(release, source):

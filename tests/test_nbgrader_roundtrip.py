@@ -15,35 +15,21 @@ import nbformat
 import pytest
 from course_lib.grading.labs import get_spec
 from nbgrader_course import (
-    LAB_NAMES, SOLUTIONS, Submission, feedback_html, grade, new_course, notebook_path, pad_off_by_one, solved_copy, untouched,
+    LAB_NAMES, SOLUTIONS, Submission, feedback_html, grade, new_course, notebook_path, pad_off_by_one, planted, solved_copy,
+    untouched,
 )
 
 pytestmark = pytest.mark.slow
 
-# Lab 1's planted mistake: padding applied with one pixel too many on every side.
+# A written answer carrying a script, which every page must show escaped (lab 1's planted mistake is pad_off_by_one).
 SCRIPT = '<script>document.title = "pwned"</script>'
 
 
 # Lab 2's planted mistake: average pooling's gradient not divided by the window.
-AVERAGE_SHARE = "share = dout / (k * k)"
-
-
-def average_not_divided(grade_id: str, code: str) -> str:
-    if grade_id != "avg_pool2d_backward":
-        return code
-    assert code.count(AVERAGE_SHARE) == 1, f"lab 2's avg_pool2d_backward solution no longer contains {AVERAGE_SHARE!r}"
-    return code.replace(AVERAGE_SHARE, "share = dout")
-
-
+average_not_divided = planted("avg_pool2d_backward", "share = dout / (k * k)", "share = dout")
 # Lab 5's planted mistake: C1 without its padding of 2 (the parameters are right, the forward pass fails in F5).
-C1_LINE = "self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)"
-
-
-def c1_not_padded(grade_id: str, code: str) -> str:
-    if grade_id != "lenet5":
-        return code
-    assert code.count(C1_LINE) == 1, f"lab 5's LeNet5 solution no longer contains {C1_LINE!r}"
-    return code.replace(C1_LINE, "self.c1 = nn.Conv2d(1, 6, kernel_size=5)")
+c1_not_padded = planted("lenet5", "self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)",
+                        "self.c1 = nn.Conv2d(1, 6, kernel_size=5)")
 
 
 def script_in_written_answer(grade_id: str, code: str) -> str:

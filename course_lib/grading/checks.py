@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["check_tensor", "describe_difference", "matches", "RTOL", "ATOL"]
+__all__ = ["check_tensor", "describe_difference", "matches", "raised", "tensor_message", "RTOL", "ATOL"]
 
 # How close an answer must be. An answer computed in float32 is right: its rounding error grows with
 # the size of the values (a sum of 75 products of order-1 numbers is off by ~1e-6 in float32), so the
@@ -74,3 +74,17 @@ def check_tensor(
     diagnosis = explain(actual) if explain is not None else None
     hint = f"\nLikely cause: {diagnosis}" if diagnosis else ""
     raise AssertionError(f"{what} {problem}{hint}")
+
+
+def tensor_message(actual, expected: torch.Tensor, what: str, explain=None) -> str | None:
+    """:func:`check_tensor` for a judge: None when ``actual`` is right, else the message it would raise."""
+    try:
+        check_tensor(actual, expected, what=what, explain=explain)
+    except AssertionError as failure:
+        return str(failure)
+    return None
+
+
+def raised(error: str | None) -> str | None:
+    """A judge's message for a call that raised ``error`` ("TypeName: message"), None if it did not."""
+    return None if error is None else f"raised {error}"

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Case", "Test", "LabSpec", "Verdict", "run_test", "submission_seed"]
+__all__ = ["Case", "Test", "LabSpec", "Verdict", "fixed_cases", "run_test", "submission_seed"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ class Test:
     cases: Callable[[int], Sequence[Case]]
     judge: Callable[[Case, Any, str | None], str | None]
     hidden: bool = False
+
+
+def fixed_cases(cases: Sequence[Case]) -> Callable[[int], Sequence[Case]]:
+    """``Test.cases`` of a visible test: the same ``cases`` whatever the seed."""
+    return lambda seed: cases
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 
 from ...analysis.shapes import output_size as reference_output_size
 from ...layers import functional as reference
-from ..checks import check_tensor
+from ..checks import raised, tensor_message
 from ..conv import NO_SHORTCUTS, REFERENCE_FUNCTIONS, explain_conv2d, explain_output_size
 from ..forbid import forbid_calls
-from ..spec import Case, LabSpec, Test
+from ..spec import Case, LabSpec, Test, fixed_cases
 
 __all__ = ["SPEC"]
 
@@ -48,16 +48,6 @@ FORBIDDEN = {
 PREAMBLE = "import torch\nimport torch.nn.functional as F\n"
 
 
-def _tensor_message(actual, expected, what, explain=None) -> str | None:
-    try:
-        check_tensor(actual, expected, what=what, explain=explain)
-    except AssertionError as failure:
-        return str(failure)
-    return None
-
-
-def _raised(error: str | None) -> str | None:
-    return None if error is None else f"raised {error}"
 
 
 # --- output_size --------------------------------------------------------------------------------
@@ -91,7 +81,7 @@ def _judge_size(case: Case, value, error) -> str | None:
             return None
         return f"should raise a ValueError (the kernel does not fit), {'raised ' + error if error else f'returned {value!r}'}"
     if error is not None:
-        return _raised(error)
+        return raised(error)
     expected = reference_output_size(w, f, s, p, d)
     if value == expected and isinstance(value, int) and not isinstance(value, bool):
         return None
@@ -114,11 +104,11 @@ def _conv_case(n, c_in, c_out, h, w, k, s=1, p=0, d=1, g=1, bias=True, seed=0) -
 
 def _judge_conv(case: Case, value, error) -> str | None:
     if error is not None:
-        return _raised(error)
+        return raised(error)
     x, weight, bias = case.args
     kw = dict(case.kwargs)
     expected = F.conv2d(x, weight, bias, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
-    return _tensor_message(value, expected, "the output",
+    return tensor_message(value, expected, "the output",
                            explain=lambda out: explain_conv2d(out, x, weight, bias, **kw))
 
 
@@ -156,10 +146,10 @@ def _im2col_case(shape, k, s=1, d=1, seed=0) -> Case:
 
 def _judge_im2col(case: Case, value, error) -> str | None:
     if error is not None:
-        return _raised(error)
+        return raised(error)
     x, k = case.args
     expected = F.unfold(x, k, dilation=case.kwargs["dilation"], stride=case.kwargs["stride"])
-    return _tensor_message(value, expected, "the columns")
+    return tensor_message(value, expected, "the columns")
 
 
 def _hidden_im2col(seed: int) -> list[Case]:
@@ -176,9 +166,6 @@ def _hidden_im2col(seed: int) -> list[Case]:
 IM2COL = [_im2col_case((2, 3, 6, 7), 3, seed=7), _im2col_case((2, 3, 6, 7), 2, s=2, d=2, seed=7)]
 
 
-def _fixed(cases):
-    return lambda seed: cases
-
 
 SPEC = LabSpec(
     name="lab01_convolution",
@@ -188,18 +175,18 @@ SPEC = LabSpec(
     originals=(reference.conv2d, reference.conv2d_naive, reference.im2col, reference_output_size),
     guard=lambda: forbid_calls(functions=REFERENCE_FUNCTIONS, why=NO_SHORTCUTS),
     tests=[
-        Test("test_output_size", "output_size", "output_size", _fixed([_size_case(*c) for c in VISIBLE_SIZES]), _judge_size),
+        Test("test_output_size", "output_size", "output_size", fixed_cases([_size_case(*c) for c in VISIBLE_SIZES]), _judge_size),
         Test("test_output_size_hidden", "output_size", "output_size, hidden cases", _hidden_sizes, _judge_size, hidden=True),
-        Test("test_loops_basic", "conv2d_loops", "conv2d_loops, basic", _fixed(BASIC), _judge_conv),
-        Test("test_loops_padding", "conv2d_loops", "conv2d_loops, padding", _fixed(PADDING), _judge_conv),
-        Test("test_loops_stride", "conv2d_loops", "conv2d_loops, stride", _fixed(STRIDE), _judge_conv),
-        Test("test_loops_dilation", "conv2d_loops", "conv2d_loops, dilation", _fixed(DILATION), _judge_conv),
-        Test("test_loops_groups", "conv2d_loops", "conv2d_loops, groups", _fixed(GROUPS), _judge_conv),
+        Test("test_loops_basic", "conv2d_loops", "conv2d_loops, basic", fixed_cases(BASIC), _judge_conv),
+        Test("test_loops_padding", "conv2d_loops", "conv2d_loops, padding", fixed_cases(PADDING), _judge_conv),
+        Test("test_loops_stride", "conv2d_loops", "conv2d_loops, stride", fixed_cases(STRIDE), _judge_conv),
+        Test("test_loops_dilation", "conv2d_loops", "conv2d_loops, dilation", fixed_cases(DILATION), _judge_conv),
+        Test("test_loops_groups", "conv2d_loops", "conv2d_loops, groups", fixed_cases(GROUPS), _judge_conv),
         Test("test_loops_hidden", "conv2d_loops", "conv2d_loops, hidden cases", _hidden_convs, _judge_conv, hidden=True),
-        Test("test_im2col", "im2col", "im2col", _fixed(IM2COL), _judge_im2col),
+        Test("test_im2col", "im2col", "im2col", fixed_cases(IM2COL), _judge_im2col),
         Test("test_im2col_hidden", "im2col", "im2col, hidden cases", _hidden_im2col, _judge_im2col, hidden=True),
-        Test("test_im2col_conv", "conv2d_im2col", "conv2d_im2col", _fixed(IM2COL_CONV), _judge_conv),
-        Test("test_im2col_conv_groups", "conv2d_im2col", "conv2d_im2col, groups", _fixed(GROUPS), _judge_conv),
+        Test("test_im2col_conv", "conv2d_im2col", "conv2d_im2col", fixed_cases(IM2COL_CONV), _judge_conv),
+        Test("test_im2col_conv_groups", "conv2d_im2col", "conv2d_im2col, groups", fixed_cases(GROUPS), _judge_conv),
         Test("test_im2col_conv_hidden", "conv2d_im2col", "conv2d_im2col, hidden cases", _hidden_convs, _judge_conv, hidden=True),
     ],
 )

@@ -30,9 +30,9 @@ from ..backprop import (
     explain_max_pool2d_values,
     max_pool2d_gradient,
 )
-from ..checks import check_tensor
+from ..checks import raised, tensor_message
 from ..forbid import forbid_calls
-from ..spec import Case, LabSpec, Test
+from ..spec import Case, LabSpec, Test, fixed_cases
 
 __all__ = ["SPEC"]
 
@@ -74,20 +74,7 @@ FORBIDDEN = {
 PREAMBLE = "import torch\nimport torch.nn.functional as F\n"
 
 
-def _tensor_message(actual, expected, what, explain=None) -> str | None:
-    try:
-        check_tensor(actual, expected, what=what, explain=explain)
-    except AssertionError as failure:
-        return str(failure)
-    return None
 
-
-def _raised(error: str | None) -> str | None:
-    return None if error is None else f"raised {error}"
-
-
-def _fixed(cases):
-    return lambda seed: cases
 
 
 # --- conv2d_backward --------------------------------------------------------------------------------
@@ -130,7 +117,7 @@ def _judge_conv(parts=GRADIENTS):
 
     def judge(case: Case, value, error) -> str | None:
         if error is not None:
-            return _raised(error)
+            return raised(error)
         dout, x, weight = case.args
         kw = dict(case.kwargs)
         problem = _structure(value, x, weight)
@@ -143,7 +130,7 @@ def _judge_conv(parts=GRADIENTS):
             "db": lambda out: explain_conv2d_db(out, dout),
         }
         answer = dict(zip(GRADIENTS, value))
-        messages = {name: _tensor_message(answer[name], expected[name], _WHAT[name], explain[name]) for name in parts}
+        messages = {name: tensor_message(answer[name], expected[name], _WHAT[name], explain[name]) for name in parts}
         wrong = [name for name in parts if messages[name] is not None]
         if not wrong:
             return None
@@ -217,7 +204,7 @@ def _pool_case(shape, k, stride=None, kind="randn", seed=0, with_dout=False) -> 
 
 def _judge_max_forward(case: Case, value, error) -> str | None:
     if error is not None:
-        return _raised(error)
+        return raised(error)
     x, k = case.args
     stride = case.kwargs.get("stride")
     if not isinstance(value, (tuple, list)) or len(value) != 2:
@@ -225,14 +212,14 @@ def _judge_max_forward(case: Case, value, error) -> str | None:
             (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
     out, indices = value
     expected, expected_indices = F.max_pool2d(x, k, k if stride is None else stride, return_indices=True)
-    message = _tensor_message(out, expected, "out (the pooled values)",
+    message = tensor_message(out, expected, "out (the pooled values)",
                               explain=lambda actual: explain_max_pool2d_values(actual, x, k, stride))
     if message is not None:
         return message
     if isinstance(indices, torch.Tensor) and indices.dtype != torch.int64:
         return (f"indices have dtype {indices.dtype}; they must be integers of dtype torch.int64 (torch.long), "
                 "as F.max_pool2d returns them")
-    return _tensor_message(indices, expected_indices, "the indices tensor (where each maximum is)",
+    return tensor_message(indices, expected_indices, "the indices tensor (where each maximum is)",
                            explain=lambda actual: explain_max_pool2d_indices(actual, x, k, stride))
 
 
@@ -263,10 +250,10 @@ MAX_FORWARD_TIES = [_pool_case((2, 3, 6, 8), 2, kind="int", seed=14),
 
 def _judge_max_backward(case: Case, value, error) -> str | None:
     if error is not None:
-        return _raised(error)
+        return raised(error)
     dout, x, k = case.args
     stride = case.kwargs.get("stride")
-    return _tensor_message(value, max_pool2d_gradient(dout, x, k, stride), "dx",
+    return tensor_message(value, max_pool2d_gradient(dout, x, k, stride), "dx",
                            explain=lambda actual: explain_max_pool2d_backward(actual, dout, x, k, stride))
 
 
@@ -297,10 +284,10 @@ def _avg_case(shape, k, stride=None, seed=0) -> Case:
 
 def _judge_avg_backward(case: Case, value, error) -> str | None:
     if error is not None:
-        return _raised(error)
+        return raised(error)
     dout, x_shape, k = case.args
     stride = case.kwargs.get("stride")
-    return _tensor_message(value, avg_pool2d_gradient(dout, x_shape, k, stride), "dx",
+    return tensor_message(value, avg_pool2d_gradient(dout, x_shape, k, stride), "dx",
                            explain=lambda actual: explain_avg_pool2d_backward(actual, dout, x_shape, k, stride))
 
 
@@ -327,33 +314,33 @@ SPEC = LabSpec(
     guard=lambda: forbid_calls(ops=BACKPROP_OPS, why=NO_SHORTCUTS,
                                functions=(*REFERENCE_FUNCTIONS, torch.autograd.backward, torch.autograd.grad)),
     tests=[
-        Test("test_conv_db", "conv2d_backward", "conv2d_backward, db", _fixed(CONV_BASIC), _judge_conv(("db",))),
-        Test("test_conv_dw", "conv2d_backward", "conv2d_backward, dw", _fixed(CONV_BASIC), _judge_conv(("dw",))),
-        Test("test_conv_dx", "conv2d_backward", "conv2d_backward, dx", _fixed(CONV_BASIC), _judge_conv(("dx",))),
-        Test("test_conv_padding", "conv2d_backward", "conv2d_backward, padding", _fixed(CONV_PADDING), _judge_conv()),
-        Test("test_conv_stride", "conv2d_backward", "conv2d_backward, stride", _fixed(CONV_STRIDE), _judge_conv()),
-        Test("test_conv_dilation", "conv2d_backward", "conv2d_backward, dilation", _fixed(CONV_DILATION),
+        Test("test_conv_db", "conv2d_backward", "conv2d_backward, db", fixed_cases(CONV_BASIC), _judge_conv(("db",))),
+        Test("test_conv_dw", "conv2d_backward", "conv2d_backward, dw", fixed_cases(CONV_BASIC), _judge_conv(("dw",))),
+        Test("test_conv_dx", "conv2d_backward", "conv2d_backward, dx", fixed_cases(CONV_BASIC), _judge_conv(("dx",))),
+        Test("test_conv_padding", "conv2d_backward", "conv2d_backward, padding", fixed_cases(CONV_PADDING), _judge_conv()),
+        Test("test_conv_stride", "conv2d_backward", "conv2d_backward, stride", fixed_cases(CONV_STRIDE), _judge_conv()),
+        Test("test_conv_dilation", "conv2d_backward", "conv2d_backward, dilation", fixed_cases(CONV_DILATION),
              _judge_conv()),
         Test("test_conv_hidden", "conv2d_backward", "conv2d_backward, hidden cases", _hidden_convs, _judge_conv(),
              hidden=True),
-        Test("test_maxpool_forward", "max_pool2d_forward", "max_pool2d_forward", _fixed(MAX_FORWARD),
+        Test("test_maxpool_forward", "max_pool2d_forward", "max_pool2d_forward", fixed_cases(MAX_FORWARD),
              _judge_max_forward),
-        Test("test_maxpool_forward_ties", "max_pool2d_forward", "max_pool2d_forward, ties", _fixed(MAX_FORWARD_TIES),
+        Test("test_maxpool_forward_ties", "max_pool2d_forward", "max_pool2d_forward, ties", fixed_cases(MAX_FORWARD_TIES),
              _judge_max_forward),
         Test("test_maxpool_forward_hidden", "max_pool2d_forward", "max_pool2d_forward, hidden cases",
              _hidden_max_forward, _judge_max_forward, hidden=True),
-        Test("test_maxpool_backward", "max_pool2d_backward", "max_pool2d_backward", _fixed(MAX_BACKWARD),
+        Test("test_maxpool_backward", "max_pool2d_backward", "max_pool2d_backward", fixed_cases(MAX_BACKWARD),
              _judge_max_backward),
         Test("test_maxpool_backward_ties", "max_pool2d_backward", "max_pool2d_backward, ties",
-             _fixed(MAX_BACKWARD_TIES), _judge_max_backward),
+             fixed_cases(MAX_BACKWARD_TIES), _judge_max_backward),
         Test("test_maxpool_backward_overlap", "max_pool2d_backward", "max_pool2d_backward, overlapping windows",
-             _fixed(MAX_BACKWARD_OVERLAP), _judge_max_backward),
+             fixed_cases(MAX_BACKWARD_OVERLAP), _judge_max_backward),
         Test("test_maxpool_backward_hidden", "max_pool2d_backward", "max_pool2d_backward, hidden cases",
              _hidden_max_backward, _judge_max_backward, hidden=True),
-        Test("test_avgpool_backward", "avg_pool2d_backward", "avg_pool2d_backward", _fixed(AVG_BACKWARD),
+        Test("test_avgpool_backward", "avg_pool2d_backward", "avg_pool2d_backward", fixed_cases(AVG_BACKWARD),
              _judge_avg_backward),
         Test("test_avgpool_backward_overlap", "avg_pool2d_backward", "avg_pool2d_backward, overlapping windows",
-             _fixed(AVG_BACKWARD_OVERLAP), _judge_avg_backward),
+             fixed_cases(AVG_BACKWARD_OVERLAP), _judge_avg_backward),
         Test("test_avgpool_backward_hidden", "avg_pool2d_backward", "avg_pool2d_backward, hidden cases", _hidden_avg,
              _judge_avg_backward, hidden=True),
     ],

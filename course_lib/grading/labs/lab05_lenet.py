@@ -48,9 +48,9 @@ import torch.nn.functional as F
 
 from ...models.lenet import LeNet, lenet5, lenet_modern
 from ...train import evaluate, fit, train_step
-from ..checks import check_tensor
+from ..checks import check_tensor, raised
 from ..forbid import forbid_calls
-from ..spec import Case, LabSpec, Test
+from ..spec import Case, LabSpec, Test, fixed_cases
 
 __all__ = ["SPEC", "PREAMBLE", "Heldout", "label_permutation", "training_seed", "explain_shapes", "explain_forward",
            "explain_features", "TIME_BUDGET_S"]
@@ -287,7 +287,7 @@ def _unpack(value) -> tuple[dict, object, str | None] | str:
 
 def _judge_shapes(case: Case, value, error) -> str | None:
     if error is not None:
-        return f"raised {error}"
+        return raised(error)
     unpacked = _unpack(value)
     if isinstance(unpacked, str):
         return unpacked
@@ -362,7 +362,7 @@ def _layer_weights(parameters: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def _judge_forward(case: Case, value, error) -> str | None:
     if error is not None:
-        return f"raised {error}"
+        return raised(error)
     unpacked = _unpack(value)
     if isinstance(unpacked, str):
         return unpacked
@@ -457,7 +457,7 @@ NOT_ENOUGH = (
 def _judge_accuracy(threshold: float, hidden: bool):
     def judge(case: Heldout, value, error) -> str | None:
         if error is not None:
-            return f"raised {error}"
+            return raised(error)
         expected = case.answers
         if not isinstance(value, torch.Tensor):
             return f"the predictions are a {type(value).__name__}, expected a tensor of {len(expected)} classes"
@@ -480,9 +480,6 @@ def _judge_accuracy(threshold: float, hidden: bool):
     return judge
 
 
-def _fixed(cases):
-    return lambda seed: cases
-
 
 SPEC = LabSpec(
     name="lab05_lenet",
@@ -493,8 +490,8 @@ SPEC = LabSpec(
     guard=lambda: forbid_calls(ops={}, functions=REFERENCE_FUNCTIONS, why=NO_SHORTCUTS),  # no operator is refused
     limits=LIMITS,
     tests=[
-        Test("test_lenet_shapes", "describe_lenet", "LeNet5, layers and parameters", _fixed(NETWORK), _judge_shapes),
-        Test("test_lenet_forward", "describe_lenet", "LeNet5, forward pass", _fixed(NETWORK), _judge_forward),
+        Test("test_lenet_shapes", "describe_lenet", "LeNet5, layers and parameters", fixed_cases(NETWORK), _judge_shapes),
+        Test("test_lenet_forward", "describe_lenet", "LeNet5, forward pass", fixed_cases(NETWORK), _judge_forward),
         Test("test_training_learns", "train_and_predict", "train, a quick check", _visible_training,
              _judge_accuracy(0.85, hidden=False)),
         Test("test_accuracy_hidden_95", "train_and_predict", "train, 95% on held-out digits", _hidden_training,
