@@ -95,12 +95,15 @@ def test_run_test_asks_for_a_missing_function_and_announces_hidden_tests(capsys)
     ("y = torch.fft.rfft2(x)", "uses fft"),
     ("import importlib\nm = importlib.import_module('torch')", "imports by a computed name"),
     ("exec('y = 1')", "runs code built at run time"),
+    ("import builtins\nbuiltins.eval('1')", "runs code built at run time"),
     ("f.__code__ = g.__code__", "swaps a function's code"),
     ("from torch.utils._python_dispatch import _disable_current_modes", "dispatch"),
     ("import threading", "starts threads"),
     ("get_ipython().input_transformers_post.append(f)", "tampers with the notebook kernel"),
     ("from course_lib.layers.functional import conv2d_naive", "course_lib's own convolutions"),
     ("globals()['F'].conv2d", "reaches names indirectly"),
+    ("def conv2d(x, w):\n    return x", "defines conv2d"),
+    ("class Unfold:\n    pass", "defines Unfold"),
 ])
 def test_scan_flags_shortcuts_and_tricks(source, reason):
     flags = scan_answer("conv2d_loops", source, SPEC.forbidden)
@@ -111,6 +114,9 @@ def test_scan_lets_an_honest_answer_through():
     x_unfold = "cols = x.unfold(2, 3, 1)\ny = torch.einsum('nchw,ochw->no', patch, w)\nz = F.pad(x, (1, 1, 1, 1))"
     assert scan_answer("im2col", x_unfold, SPEC.forbidden) == []
     assert scan_answer("im2col", "def im2col(x, k):\n    '''im2col of x'''\n    return x", SPEC.forbidden) == []
+    # Methods that share a builtin's name are not the builtin.
+    methods = "model.eval()\npattern = re.compile('x')\nfast = torch.compile(model)"
+    assert scan_answer("train", methods, SPEC.forbidden) == []
 
 
 def test_scan_flags_data_pasted_into_an_answer_once_per_literal():

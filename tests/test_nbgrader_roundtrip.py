@@ -27,6 +27,10 @@ SCRIPT = '<script>document.title = "pwned"</script>'
 
 # Lab 2's planted mistake: average pooling's gradient not divided by the window.
 average_not_divided = planted("avg_pool2d_backward", "share = dout / (k * k)", "share = dout")
+# Lab 3's planted mistake: inverted dropout without its rescaling by 1 / (1 - p).
+dropout_not_rescaled = planted(
+    "dropout_forward", "scale = 1 / (1 - p) if p < 1 else 0.0  # p = 1: every entry dropped, and no 0 / 0",
+    "scale = 1.0")
 # Lab 5's planted mistake: C1 without its padding of 2 (the parameters are right, the forward pass fails in F5).
 c1_not_padded = planted("lenet5", "self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)",
                         "self.c1 = nn.Conv2d(1, 6, kernel_size=5)")
@@ -36,23 +40,28 @@ def script_in_written_answer(grade_id: str, code: str) -> str:
     return code + f"\n\n{SCRIPT}\n" if grade_id == "written_im2col" else code
 
 
+# One submission per planted mistake: its student name -> (lab, edit of the solution).
+PLANTED = {
+    "padding_off_by_one": ("lab01_convolution", pad_off_by_one),
+    "script_writer": ("lab01_convolution", script_in_written_answer),
+    "average_not_divided": ("lab02_backprop", average_not_divided),
+    "dropout_not_rescaled": ("lab03_normalization", dropout_not_rescaled),
+    "c1_not_padded": ("lab05_lenet", c1_not_padded),
+}
+
+
+def with_mistake(edit):
+    """A make function: the solution with ``edit`` applied to its answer cells."""
+    return lambda release, source: solved_copy(release, source, edit)
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = new_course(tmp_path_factory.mktemp("roundtrip"))
     submissions = [Submission("solution", lab, solved_copy) for lab in LAB_NAMES]
     submissions += [Submission("untouched", lab, untouched) for lab in LAB_NAMES]
-    submissions.append(
-        Submission("padding_off_by_one", "lab01_convolution", lambda r, s: solved_copy(r, s, pad_off_by_one))
-    )
-    submissions.append(
-        Submission("script_writer", "lab01_convolution", lambda r, s: solved_copy(r, s, script_in_written_answer))
-    )
-    if "lab02_backprop" in LAB_NAMES:
-        submissions.append(
-            Submission("average_not_divided", "lab02_backprop", lambda r, s: solved_copy(r, s, average_not_divided))
-        )
-    if "lab05_lenet" in LAB_NAMES:
-        submissions.append(Submission("c1_not_padded", "lab05_lenet", lambda r, s: solved_copy(r, s, c1_not_padded)))
+    submissions += [Submission(student, lab, with_mistake(edit))
+                    for student, (lab, edit) in PLANTED.items() if lab in LAB_NAMES]
     seconds = grade(course, submissions)
     print("\nnbgrader round trip, seconds per step:", {k: round(v, 1) for k, v in seconds.items()})
     return course, {(s.student, s.lab): s for s in submissions}
@@ -122,6 +131,15 @@ def test_average_pooling_mistake_costs_its_tests_only_and_is_named(graded):
     lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
     assert lost == {name for name in tests if name.startswith("test_avgpool")}
     assert "Likely cause: not divided by the window" in feedback_html(course, sub)
+
+
+def test_unscaled_dropout_costs_its_tests_only_and_is_named(graded):
+    course, subs = graded
+    sub = subs["dropout_not_rescaled", "lab03_normalization"]
+    tests, _ = cell_ids("lab03_normalization")
+    lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
+    assert lost == {"test_dropout_train", "test_dropout_backward", "test_dropout_hidden"}
+    assert "Likely cause: dropout not rescaled" in feedback_html(course, sub)
 
 
 def test_an_unpadded_lenet_loses_every_test_and_is_named(graded):

@@ -49,6 +49,8 @@ TRICKS: Mapping[str, str] = {
     "input_transformers_post": "rewrites later cells", "input_transformers_cleanup": "rewrites later cells",
 }
 
+# Tricks only as the builtins: the same names are ordinary methods elsewhere (model.eval(), re.compile).
+_BUILTIN_ONLY = {"eval", "exec", "compile"}
 
 # A literal (string, bytes, list, dict, ...) this long in an answer is data, not code: weights or labels pasted in.
 MAX_LITERAL_CHARS = 5_000
@@ -112,6 +114,8 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
         for size in range(len(pieces), 0, -1):  # "torch.nn.functional.conv2d" matches "conv2d" and "functional.conv2d"
             for start in range(len(pieces) - size + 1):
                 key = ".".join(pieces[start:start + size])
+                if key in _BUILTIN_ONLY and start > 0 and pieces[start - 1] not in ("builtins", "__builtins__"):
+                    continue
                 if key in rules:
                     flag(node, rules[key])
         for piece in pieces[reached:]:
@@ -147,6 +151,9 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
             for key in forbidden:
                 if text == key or text.endswith("." + key):
                     flag(node, f"names {key} in a string: {forbidden[key]}")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in forbidden:
+            # A definition under a forbidden name replaces what the grader calls by it (a preamble helper, say).
+            flag(node, f"defines {node.name}: {forbidden[node.name]}")
         elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name):
             if node.value.func.id in {"globals", "vars", "locals"}:
                 flag(node, f"uses {node.value.func.id}()[...]: reaches names indirectly")
