@@ -1,6 +1,7 @@
 """Measuring networks: output sizes, receptive fields, parameter and FLOP counts, statistics, timings."""
 
 from .counting import FlopCount, count_flops, count_parameters, parameter_table
+from .depth import DEEP_MLP_ACTIVATIONS, DEPTH_LAYER_TYPES, deep_mlp, signal_variances
 from .receptive_field import (
     POINTWISE_LAYERS,
     ReceptiveField,
@@ -14,7 +15,9 @@ from .stats import DEFAULT_LAYER_TYPES, activation_stats, gradient_stats
 from .timing import compare_timings, time_function
 
 __all__ = [
+    "DEEP_MLP_ACTIVATIONS",
     "DEFAULT_LAYER_TYPES",
+    "DEPTH_LAYER_TYPES",
     "FlopCount",
     "POINTWISE_LAYERS",
     "ReceptiveField",
@@ -23,11 +26,13 @@ __all__ = [
     "compare_timings",
     "count_flops",
     "count_parameters",
+    "deep_mlp",
     "empirical_receptive_field",
     "gradient_stats",
     "output_size",
     "parameter_table",
     "receptive_field",
     "receptive_field_of",
+    "signal_variances",
     "time_function",
 ]

@@ -1,0 +1,169 @@
+"""Signals through a deep stack: how the variance of the activations and of the gradients changes with depth.
+
+Initialisation (chapter 6) and normalisation (chapter 7) are judged by one
+picture: the variance of every layer's output in the forward pass, and of the
+loss's gradient with respect to that output in the backward pass, plotted
+against the layer's index. A good scheme keeps both roughly constant; a bad
+one makes them shrink or grow geometrically. For layer ``l`` with output
+``z_l`` (all its entries, batch included) the rows report
+
+.. math::
+
+    \\operatorname{Var}(z_l) \\quad\\text{and}\\quad
+    \\operatorname{Var}\\Big(\\frac{\\partial L}{\\partial z_l}\\Big),
+
+population variances computed in float64. :func:`deep_mlp` builds the
+classic test bed, a stack of equally wide fully connected layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .._checks import check_choice, check_int, check_module
+from .stats import _summary
+
+__all__ = ["DEEP_MLP_ACTIVATIONS", "DEPTH_LAYER_TYPES", "deep_mlp", "signal_variances"]
+
+#: Activation names :func:`deep_mlp` accepts; the same names as ``course_lib.init.calculate_gain``'s.
+DEEP_MLP_ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+#: Layers whose outputs signal_variances reports by default: the linear maps (their outputs are pre-activations).
+DEPTH_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def deep_mlp(
+    depth: int,
+    width: int,
+    in_features: int,
+    num_classes: int,
+    activation: str = "relu",
+    *,
+    dtype: torch.dtype | None = None,
+) -> nn.Sequential:
+    """``Flatten``, ``depth`` blocks ``Linear(width) + activation``, then ``Linear(num_classes)``.
+
+    Input (N, *) with ``in_features`` entries per example (e.g. (N, 1, 28, 28)
+    images for ``in_features = 784``); output (N, num_classes). Block ``l``
+    (1-based) is ``model[2l - 1]`` (its linear layer) and ``model[2l]`` (its
+    activation); the classifier is ``model[-1]``. The weights are PyTorch's
+    defaults: initialise them with ``course_lib.init.init_model``.
+
+    Args:
+        depth: number of hidden layers (>= 1).
+        width: units per hidden layer.
+        in_features: entries of one flattened input.
+        num_classes: outputs of the last layer.
+        activation: one of :data:`DEEP_MLP_ACTIVATIONS` (``"linear"`` for none).
+        dtype: of the parameters (default: PyTorch's default dtype).
+    """
+    for name, value in (("depth", depth), ("width", width), ("in_features", in_features), ("num_classes", num_classes)):
+        check_int(name, value, 1)
+    check_choice("activation", activation, tuple(DEEP_MLP_ACTIVATIONS))
+    layers: list[nn.Module] = [nn.Flatten()]
+    sizes = [in_features] + [width] * depth
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out, dtype=dtype), DEEP_MLP_ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(width, num_classes, dtype=dtype))
+    return nn.Sequential(*layers)
+
+
+def _loss(model: nn.Module, batch, loss_fn: Callable) -> torch.Tensor:
+    """``loss_fn(model(x))`` for a tensor batch, ``loss_fn(model(x), y)`` for a pair; checked to be a scalar."""
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if isinstance(batch, torch.Tensor):
+        loss = loss_fn(model(batch))
+    elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+        loss = loss_fn(model(batch[0]), batch[1])
+    else:
+        raise ValueError(f"batch must be a tensor x or a pair (x, y), got {type(batch).__name__}")
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+        raise ValueError(f"loss_fn must return a scalar tensor, got {loss!r}")
+    return loss
+
+
+def signal_variances(
+    model: nn.Module, batch, loss_fn: Callable, layer_types=DEPTH_LAYER_TYPES
+) -> list[dict]:
+    """Variance of every layer's output and of the loss's gradient with respect to it, in forward order.
+
+    One forward and one backward pass, in the model's current train/eval
+    mode: ``loss = loss_fn(model(x))`` when ``batch`` is a tensor ``x``,
+    ``loss = loss_fn(model(x), y)`` when it is a pair ``(x, y)``. A forward
+    hook on each module of ``layer_types`` keeps its output ``z``; the
+    gradient ``dL/dz`` comes from ``torch.autograd.grad``, so the
+    parameters' ``.grad`` fields are left as they were. A module called
+    several times gives one row per call. Unlike
+    :func:`~course_lib.analysis.gradient_stats` (gradients of the *weights*),
+    these are gradients of the layers' *outputs*, the quantity the backward
+    half of the Xavier derivation keeps constant.
+
+    Args:
+        model: any nn.Module whose parameters require grad (or whose input does).
+        batch: the input x, e.g. (N, C, H, W), or a pair (x, y).
+        loss_fn: returns a scalar, e.g. ``nn.CrossEntropyLoss()``.
+        layer_types: a class or tuple of classes (default :data:`DEPTH_LAYER_TYPES`,
+            the linear and conv layers, whose outputs are the pre-activations).
+
+    Returns:
+        Rows ``{"index", "name", "type", "call", "shape", "activation_mean",
+        "activation_var", "gradient_var"}``: ``index`` counts the rows from 1
+        (the layer's depth in a plain stack), ``call`` the calls of that
+        module (0 for the first), ``shape`` is the output's shape; the
+        variances are population variances over all entries, in float64.
+
+    The hooks are removed afterwards, also when the forward pass raises.
+    """
+    check_module("model", model)
+    types = layer_types if isinstance(layer_types, tuple) else (layer_types,)
+    if not types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
+        raise ValueError(f"layer_types must be an nn.Module subclass or a tuple of them, got {layer_types!r}")
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, types)]
+    if not layers:
+        raise ValueError(f"model has no module of layer_types {[t.__name__ for t in types]}")
+    outputs: list[tuple[str, nn.Module, int, torch.Tensor]] = []
+    calls = dict.fromkeys((name for name, _ in layers), 0)
+
+    def make_hook(name):
+        def hook(module, args, output):
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(
+                    f"layer {name!r} ({type(module).__name__}) returned {type(output).__name__}, not a tensor; "
+                    "leave its type out of layer_types"
+                )
+            if not output.requires_grad:
+                raise ValueError(
+                    f"the output of layer {name!r} ({type(module).__name__}) does not require grad: "
+                    "no gradient reaches it (are its parameters frozen, or is grad mode off?)"
+                )
+            outputs.append((name, module, calls[name], output))
+            calls[name] += 1
+
+        return hook
+
+    handles = [module.register_forward_hook(make_hook(name)) for name, module in layers]
+    try:
+        loss = _loss(model, batch, loss_fn)
+    finally:
+        for handle in handles:
+            handle.remove()
+    grads = torch.autograd.grad(loss, [out for *_, out in outputs], allow_unused=True)
+    rows = []
+    for index, ((name, module, call, out), grad) in enumerate(zip(outputs, grads), start=1):
+        activation = _summary(out)
+        gradient = _summary(grad if grad is not None else torch.zeros_like(out))
+        rows.append({
+            "index": index,
+            "name": name,
+            "type": type(module).__name__,
+            "call": call,
+            "shape": tuple(out.shape),
+            "activation_mean": activation["mean"],
+            "activation_var": activation["std"] ** 2,
+            "gradient_var": gradient["std"] ** 2,
+        })
+    return rows
