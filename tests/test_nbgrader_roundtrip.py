@@ -8,15 +8,17 @@ feedback that names the mistake.
 
 from __future__ import annotations
 
+import ast
 import csv
 import os
+import re
 
 import nbformat
 import pytest
 from course_lib.grading.labs import get_spec
 from nbgrader_course import (
-    LAB_NAMES, SOLUTIONS, Submission, feedback_html, grade, new_course, notebook_path, pad_off_by_one, planted, solved_copy,
-    untouched,
+    LAB_NAMES, SOLUTIONS, Submission, answer_cells, feedback_html, grade, new_course, notebook_path, pad_off_by_one,
+    planted, solved_copy, untouched,
 )
 
 pytestmark = pytest.mark.slow
@@ -31,6 +33,8 @@ average_not_divided = planted("avg_pool2d_backward", "share = dout / (k * k)", "
 dropout_not_rescaled = planted(
     "dropout_forward", "scale = 1 / (1 - p) if p < 1 else 0.0  # p = 1: every entry dropped, and no 0 / 0",
     "scale = 1.0")
+# Lab 4's planted mistake: He initialization without the ReLU gain sqrt(2).
+relu_gain_forgotten = planted("he_normal", "gain = math.sqrt(2.0 / (1 + negative_slope**2))", "gain = 1.0")
 # Lab 5's planted mistake: C1 without its padding of 2 (the parameters are right, the forward pass fails in F5).
 c1_not_padded = planted("lenet5", "self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)",
                         "self.c1 = nn.Conv2d(1, 6, kernel_size=5)")
@@ -46,6 +50,7 @@ PLANTED = {
     "script_writer": ("lab01_convolution", script_in_written_answer),
     "average_not_divided": ("lab02_backprop", average_not_divided),
     "dropout_not_rescaled": ("lab03_normalization", dropout_not_rescaled),
+    "relu_gain_forgotten": ("lab04_initialization", relu_gain_forgotten),
     "c1_not_padded": ("lab05_lenet", c1_not_padded),
 }
 
@@ -108,7 +113,14 @@ def test_untouched_lab_scores_zero(graded, lab):
     tests, _ = cell_ids(lab)
     scored = {name: results[name] for name in tests if results[name][0] != 0}
     assert not scored, f"the untouched student version of {lab} scores on {scored}"
-    assert "not written yet" in feedback_html(course, subs["untouched", lab])
+    feedback = feedback_html(course, subs["untouched", lab])
+    unwritten = set(re.findall(r"(\w+) is not written yet", feedback))
+    assert unwritten, f"the feedback of the untouched {lab} does not say what is not written yet"
+    # The functions named are the student's, never a grader's helper that calls them (lab 4's draw_*).
+    source = nbformat.read(notebook_path(SOLUTIONS, lab), as_version=4)
+    defined = {node.name for cell in answer_cells(source).values() if cell.cell_type == "code"
+               for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    assert unwritten <= defined, f"{lab}'s feedback names {sorted(unwritten - defined)}, not functions of its answers"
 
 
 def test_padding_mistake_gets_partial_marks_and_is_named(graded):
@@ -140,6 +152,15 @@ def test_unscaled_dropout_costs_its_tests_only_and_is_named(graded):
     lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
     assert lost == {"test_dropout_train", "test_dropout_backward", "test_dropout_hidden"}
     assert "Likely cause: dropout not rescaled" in feedback_html(course, sub)
+
+
+def test_he_without_the_relu_gain_costs_its_tests_only_and_is_named(graded):
+    course, subs = graded
+    sub = subs["relu_gain_forgotten", "lab04_initialization"]
+    tests, _ = cell_ids("lab04_initialization")
+    lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
+    assert lost == {"test_he_normal", "test_he_options", "test_he_hidden"}
+    assert "Likely cause: ReLU gain forgotten" in feedback_html(course, sub)
 
 
 def test_an_unpadded_lenet_loses_every_test_and_is_named(graded):

@@ -65,7 +65,10 @@ def _judge_test(box, test: Test, seed: int, load_errors: dict[str, str]) -> tupl
         elif result.ok:
             message = test.judge(case, result.value, None)
         elif result.error and result.error.startswith("NotImplementedError"):
-            message = f"{test.function} is not written yet (it still raises NotImplementedError)"
+            # The innermost answer-cell frame names the unwritten function (a preamble helper may have called it).
+            frame = re.search(r", in (\w+)", (result.traceback or [""])[-1])
+            name = frame.group(1) if frame else test.function
+            message = f"{name} is not written yet (it still raises NotImplementedError)"
         elif result.error and not _NOT_RAISED.match(result.error):
             message = test.judge(case, None, result.error)  # the student's function raised
         else:
