@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.ops
 from torch import nn
+from torch.nn.utils import parametrizations
 from tqdm import tqdm
 
 from course_lib import init as CI
@@ -533,6 +534,53 @@ def batch_norm_backward_cases(draw):
         yield twin(CF.batch_norm_backward, _autograd_batch_norm, [grad_output, x, weight], eps=eps)
 
 
+def _torch_weight_norm(dim):
+    """PyTorch's weight-norm parametrization as a function of (v, g), g in course_lib's shape (one length
+    per slice along ``dim``) viewed as PyTorch stores it."""
+
+    def reference(v, g):
+        module = parametrizations.weight_norm(normalization_tests._holder(v), dim=dim)
+        return module.parametrizations.weight[0](g.reshape(module.parametrizations.weight.original0.shape), v)
+
+    return reference
+
+
+@register("weight_norm", "`parametrizations.weight_norm`'s forward")
+def weight_norm_cases(draw):
+    for shape, dim in normalization_tests.WN_CASES:
+        g = draw.positive(*(() if dim is None else (shape[dim],)))
+        yield Case(functools.partial(CF.weight_norm, dim=dim), _torch_weight_norm(dim), [draw.randn(*shape), g])
+
+
+def _spectral_norm_ours(weight, u, v, **kwargs):
+    """CF.spectral_norm on copies of u and v, which it updates in place: they are outputs too."""
+    u, v = u.clone(), v.clone()
+    return CF.spectral_norm(weight, u, v, **kwargs), u, v
+
+
+def _spectral_norm_torch(weight, u, v, n_power_iterations, dim):
+    """PyTorch's spectral-norm parametrization in training mode, its u and v set to ours first."""
+    module = parametrizations.spectral_norm(
+        normalization_tests._holder(weight), n_power_iterations=n_power_iterations, dim=dim
+    )
+    sn = module.parametrizations.weight[0]
+    with torch.no_grad():
+        sn._u.copy_(u)
+        sn._v.copy_(v)
+    return sn(weight), sn._u, sn._v
+
+
+@register("spectral_norm", "`parametrizations.spectral_norm`'s forward, same u and v (output and updated u, v)")
+def spectral_norm_cases(draw):
+    settings = itertools.product(normalization_tests.SN_CASES, normalization_tests.SN_ITERATIONS)
+    for (shape, dim), iterations in settings:
+        rows = shape[dim]
+        u = F.normalize(draw.randn(rows, grad=False), dim=0)
+        v = F.normalize(draw.randn(math.prod(shape) // rows, grad=False), dim=0)
+        kwargs = dict(n_power_iterations=iterations, dim=dim)
+        yield twin(_spectral_norm_ours, _spectral_norm_torch, [draw.randn(*shape), u, v], **kwargs)
+
+
 # --- regularization -------------------------------------------------------------------------------
 
 
@@ -700,11 +748,11 @@ def fan_cases(draw):
         yield Case(CI.fan_in_and_fan_out, nn.init._calculate_fan_in_and_fan_out, [torch.empty(shape, dtype=DTYPE)])
 
 
-# Functions of course_lib.init not measured: lsuv_ and init_model (compositions with no single
-# torch.nn.init twin; tests/test_init.py checks them) and the constant INIT_SCHEMES.
+# Functions of course_lib.init not measured: lsuv_, init_model and torchvision_init_ (compositions with no
+# single torch.nn.init twin; tests/test_init.py checks them) and the constant INIT_SCHEMES.
 SECTIONS = {
     "layers": ("course_lib.layers.functional", set(CF.__all__)),
-    "init": ("course_lib.init", set(CI.__all__) - {"lsuv_", "init_model", "INIT_SCHEMES"}),
+    "init": ("course_lib.init", set(CI.__all__) - {"lsuv_", "init_model", "torchvision_init_", "INIT_SCHEMES"}),
 }
 
 

@@ -6,6 +6,9 @@ argument from one random upstream gradient, and the running statistics that
 training updates in place. Local contrast normalization has no twin: it is
 checked against a loop-by-loop transcription of its formula and for the
 properties it exists for. ``batch_norm_backward`` is checked against autograd.
+Weight and spectral normalization are compared with PyTorch's parametrizations
+(``torch.nn.utils.parametrizations``): the same weights, the same gradients
+and, for spectral norm, the same power-iteration vectors step after step.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations
 
 from course_lib.layers import functional as CF
 from torch_reference import assert_same_values_and_grads, random_tensor
@@ -65,6 +70,24 @@ LCN_CASES = [  # (input shape, kernel_size, sigma)
     ((1, 3, 4, 5), 1, None),  # k = 1: the channel mean alone
     ((2, 2, 12, 10), 9, None),  # a window inside a larger image, two examples
 ]
+WN_CASES = [  # (weight shape, dim): a vector, a linear layer, conv1d, conv2d; per output, per input, whole tensor
+    ((5,), 0),
+    ((4, 6), 0),
+    ((4, 6), 1),
+    ((4, 6), None),
+    ((3, 2, 5), 2),
+    ((4, 3, 3, 3), 0),
+    ((4, 3, 3, 3), 1),
+    ((4, 3, 3, 3), None),
+]
+SN_CASES = [  # (weight shape, dim): linear (tall and wide), conv2d, a transposed conv's dim 1, a negative dim
+    ((4, 6), 0),
+    ((7, 3), 0),
+    ((5, 3, 3, 3), 0),
+    ((3, 5, 2, 2), 1),
+    ((4, 3, 5), -1),
+]
+SN_ITERATIONS = [1, 3]
 
 
 # --- batch norm ---------------------------------------------------------------------------------
@@ -374,6 +397,127 @@ def test_local_contrast_norm_gradients_are_right_and_finite_on_flat_regions():
     assert torch.isfinite(digit.grad).all()
 
 
+# --- weight normalization -----------------------------------------------------------------------
+
+
+def _holder(weight: torch.Tensor) -> nn.Module:
+    """A module whose only parameter is ``weight``, for PyTorch's parametrizations."""
+    module = nn.Module()
+    module.weight = nn.Parameter(weight.detach().clone())
+    return module
+
+
+def _weight_norm_case(shape, dim, dtype=torch.float64, device="cpu"):
+    """v, g (our shape) and PyTorch's weight-norm parametrization registered on a module holding v."""
+    v = random_tensor(*shape, dtype=dtype, device=device, requires_grad=True)
+    g_shape = () if dim is None else (shape[dim],)
+    g = random_tensor(*g_shape, seed=4, dtype=dtype, device=device).abs().add(0.5).requires_grad_()
+    module = parametrizations.weight_norm(_holder(v), dim=dim)
+    return v, g, module
+
+
+def _torch_weight_norm(module, dim):
+    """PyTorch's parametrization as a function of (v, g), g given in our shape and viewed as PyTorch stores it."""
+    stored = module.parametrizations.weight.original0.shape
+    return lambda v, g: module.parametrizations.weight[0](g.reshape(stored), v)
+
+
+@pytest.mark.parametrize(("shape", "dim"), WN_CASES, ids=[f"{_id(s)}-dim{d}" for s, d in WN_CASES])
+def test_weight_norm_matches_torch(shape, dim):
+    v, g, module = _weight_norm_case(shape, dim)
+    ours = lambda v, g: CF.weight_norm(v, g, dim)  # noqa: E731
+    assert_same_values_and_grads(ours, _torch_weight_norm(module, dim), [v, g], TOLERANCES[torch.float64], ["v", "g"])
+
+
+def test_weight_norm_of_a_registered_layer_trains_like_torchs():
+    """nn.Linear with PyTorch's weight norm, one loss: same weight (w = v at creation), same gradients for g and v."""
+    layer = nn.Linear(6, 4, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(random_tensor(4, 6, seed=2))
+        layer.bias.copy_(random_tensor(4, seed=3))
+    parametrizations.weight_norm(layer, dim=0)
+    g, v = layer.parametrizations.weight.original0, layer.parametrizations.weight.original1
+    ours_g, ours_v = g.detach().flatten().clone().requires_grad_(), v.detach().clone().requires_grad_()
+    x = random_tensor(8, 6, seed=5)
+    torch.testing.assert_close(CF.weight_norm(ours_v, ours_g), random_tensor(4, 6, seed=2), atol=1e-14, rtol=0)
+    layer(x).pow(2).sum().backward()
+    F.linear(x, CF.weight_norm(ours_v, ours_g), layer.bias.detach()).pow(2).sum().backward()
+    torch.testing.assert_close(ours_g.grad, g.grad.flatten(), **TOLERANCES[torch.float64])
+    torch.testing.assert_close(ours_v.grad, v.grad, **TOLERANCES[torch.float64])
+
+
+def test_weight_norm_separates_length_and_direction():
+    """Each output row of w has norm |g_i|; scaling v changes nothing; dL/dv is orthogonal to v, row by row."""
+    v = random_tensor(5, 3, 2, 2, requires_grad=True)
+    g = torch.tensor([0.5, 1.0, 2.0, -3.0, 4.0], dtype=torch.float64, requires_grad=True)
+    w = CF.weight_norm(v, g)
+    torch.testing.assert_close(w.flatten(1).norm(dim=1), g.detach().abs())
+    torch.testing.assert_close(CF.weight_norm(7.0 * v.detach(), g.detach()), w.detach())
+    (w * random_tensor(*w.shape, seed=6)).sum().backward()
+    along_v = (v.grad * v.detach()).flatten(1).sum(1)
+    torch.testing.assert_close(along_v, torch.zeros(5, dtype=torch.float64), atol=1e-12, rtol=0)
+    # ... while the gradient of g is the upstream gradient projected on each row's unit direction.
+    unit = v.detach() / v.detach().flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(g.grad, (random_tensor(*w.shape, seed=6) * unit).flatten(1).sum(1))
+
+
+# --- spectral normalization ---------------------------------------------------------------------
+
+
+def _spectral_norm_case(shape, dim, n_power_iterations, dtype=torch.float64, device="cpu"):
+    """A weight, PyTorch's spectral-norm parametrization registered on a module holding it, and copies of its u, v."""
+    weight = random_tensor(*shape, dtype=dtype, device=device, requires_grad=True)
+    torch.manual_seed(0)  # PyTorch draws the first u and v from the global generator
+    module = parametrizations.spectral_norm(_holder(weight), n_power_iterations=n_power_iterations, dim=dim)
+    sn = module.parametrizations.weight[0]
+    return weight, module, sn._u.clone(), sn._v.clone()
+
+
+@pytest.mark.parametrize("n_power_iterations", SN_ITERATIONS)
+@pytest.mark.parametrize(("shape", "dim"), SN_CASES, ids=[f"{_id(s)}-dim{d}" for s, d in SN_CASES])
+def test_spectral_norm_matches_torch(shape, dim, n_power_iterations):
+    """One training-mode call: the same normalized weight, gradient and updated u, v as PyTorch's."""
+    weight, module, u, v = _spectral_norm_case(shape, dim, n_power_iterations)
+    sn = module.parametrizations.weight[0]
+    ours = lambda w: CF.spectral_norm(w, u, v, n_power_iterations, dim=dim)  # noqa: E731
+    assert_same_values_and_grads(ours, sn, [weight], TOLERANCES[torch.float64], ["weight"])
+    # Each side ran its power iteration once (assert_same_values_and_grads calls each function once).
+    assert not torch.equal(u, _spectral_norm_case(shape, dim, n_power_iterations)[2]), "u was not updated"
+    torch.testing.assert_close(u, sn._u, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(v, sn._v, atol=1e-12, rtol=1e-10)
+
+
+def test_spectral_norm_follows_torch_over_training_steps_and_in_eval():
+    """Five steps of a changing weight (one power iteration each), then eval (none): PyTorch's numbers throughout."""
+    weight, module, u, v = _spectral_norm_case((6, 4, 3, 3), 0, 1)
+    original = module.parametrizations.weight.original
+    for step in range(1, 6):
+        with torch.no_grad():
+            original.add_(0.3 * random_tensor(6, 4, 3, 3, seed=20 + step))
+        ours = CF.spectral_norm(original.detach(), u, v)
+        torch.testing.assert_close(ours, module.weight, **TOLERANCES[torch.float64])
+    module.eval()
+    u_before = u.clone()
+    torch.testing.assert_close(CF.spectral_norm(original.detach(), u, v, n_power_iterations=0), module.weight)
+    assert torch.equal(u, u_before), "n_power_iterations=0 must leave u alone"
+
+
+def test_spectral_norm_estimate_rises_to_the_largest_singular_value():
+    """sigma_k = u^T W v never exceeds sigma_max, never decreases and reaches it; the result then has spectral norm 1."""
+    weight = random_tensor(8, 5, seed=3)
+    sigma_max = torch.linalg.matrix_norm(weight, ord=2)
+    u = F.normalize(random_tensor(8, seed=4), dim=0)
+    v = F.normalize(random_tensor(5, seed=5), dim=0)
+    estimates = [(weight / CF.spectral_norm(weight, u, v))[0, 0] for _ in range(60)]
+    estimates = torch.stack(estimates)
+    assert (estimates <= sigma_max * (1 + 1e-12)).all()
+    assert (estimates.diff() >= -1e-12).all(), estimates
+    assert estimates[0] < sigma_max * 0.999, "the check is void if one iteration already converged"
+    torch.testing.assert_close(estimates[-1], sigma_max, atol=1e-10, rtol=1e-10)
+    normalized = CF.spectral_norm(weight, u, v)
+    torch.testing.assert_close(torch.linalg.matrix_norm(normalized, ord=2), torch.tensor(1.0, dtype=torch.float64))
+
+
 # --- bad arguments: a ValueError that names the argument ----------------------------------------
 
 
@@ -423,6 +567,23 @@ BAD_ARGS = [
     ("bnb-shape-mismatch", CF.batch_norm_backward, dict(grad_output=_z(2, 3), input=_z(2, 3, 4), weight=None), r"^grad_output must have input's shape \(2, 3, 4\), got \(2, 3\)"),
     ("bnb-weight-shape", CF.batch_norm_backward, dict(grad_output=_z(2, 3), input=_z(2, 3), weight=_z(2)), r"^weight must have shape \(C,\)"),
     ("bnb-one-value", CF.batch_norm_backward, dict(grad_output=_z(1, 3), input=_z(1, 3), weight=None), r"^input must have more than 1 value per channel"),
+    ("wn-v-list", CF.weight_norm, dict(v=[1.0, 2.0], g=_z(2)), r"^v must be a torch\.Tensor"),
+    ("wn-v-0d", CF.weight_norm, dict(v=torch.tensor(1.0), g=_z(1)), r"^v must have shape \(out, \*\)"),
+    ("wn-g-shape", CF.weight_norm, dict(v=_z(4, 3), g=_z(3)), r"^g must have shape \(v\.shape\[dim\],\) = \(4,\), got \(3,\)"),
+    ("wn-g-keepdim", CF.weight_norm, dict(v=_z(4, 3), g=_z(4, 1)), r"^g must have shape \(v\.shape\[dim\],\) = \(4,\), got \(4, 1\)"),
+    ("wn-g-missing", CF.weight_norm, dict(v=_z(4, 3), g=None), r"^g must be a torch\.Tensor"),
+    ("wn-g-dim-none", CF.weight_norm, dict(v=_z(4, 3), g=_z(1), dim=None), r"^g must be a 0-dim tensor \(one length\) when dim=None, got \(1,\)"),
+    ("wn-dim-negative", CF.weight_norm, dict(v=_z(4, 3), g=_z(3), dim=-1), r"^dim must be None \(one norm for the whole of v\) or an int in \[0, 1\]"),
+    ("wn-dim-too-large", CF.weight_norm, dict(v=_z(4, 3), g=_z(3), dim=2), r"^dim must be None .* got 2"),
+    ("sn-weight-1d", CF.spectral_norm, dict(weight=_z(4), u=_z(4), v=_z(1)), r"^weight must have shape \(out, in, \*\)"),
+    ("sn-u-shape", CF.spectral_norm, dict(weight=_z(4, 3), u=_z(3), v=_z(3)), r"^u must have shape \(weight\.shape\[dim\],\) = \(4,\), got \(3,\)"),
+    ("sn-v-shape", CF.spectral_norm, dict(weight=_z(4, 3, 2), u=_z(4), v=_z(3)), r"^v must have shape \(numel / weight\.shape\[dim\],\) = \(6,\), got \(3,\)"),
+    ("sn-u-missing", CF.spectral_norm, dict(weight=_z(4, 3), u=None, v=_z(3)), r"^u must be a torch\.Tensor"),
+    ("sn-v-dim1", CF.spectral_norm, dict(weight=_z(4, 3, 2), u=_z(3), v=_z(6), dim=1), r"^v must have shape \(numel / weight\.shape\[dim\],\) = \(8,\), got \(6,\)"),
+    ("sn-iterations-negative", CF.spectral_norm, dict(weight=_z(4, 3), u=_z(4), v=_z(3), n_power_iterations=-1), r"^n_power_iterations must be an int >= 0, got -1"),
+    ("sn-iterations-float", CF.spectral_norm, dict(weight=_z(4, 3), u=_z(4), v=_z(3), n_power_iterations=1.0), r"^n_power_iterations must be an int"),
+    ("sn-dim-out-of-range", CF.spectral_norm, dict(weight=_z(4, 3), u=_z(4), v=_z(3), dim=2), r"^dim must be an int in \[-2, 1\] \(an axis of weight\), got 2"),
+    ("sn-eps-0", CF.spectral_norm, dict(weight=_z(4, 3), u=_z(4), v=_z(3), eps=0.0), r"^eps must be a number > 0, got 0.0"),
 ]  # fmt: skip
 
 
@@ -436,7 +597,7 @@ def test_bad_arguments_raise_naming_the_argument(fn, kwargs, match):
 
 
 def _compare_all(dtype, device) -> None:
-    """Every function with a PyTorch twin on one case each, plus batch_norm_backward and LCN."""
+    """Every function with a PyTorch twin (or parametrization) on one case each, plus batch_norm_backward and LCN."""
     tol = TOLERANCES[dtype]
     x, w, b = _batch_norm_case((3, 4, 5, 6), True, dtype=dtype, device=device)
     w6, b6 = _weight_and_bias((6,), dtype, device)
@@ -456,6 +617,12 @@ def _compare_all(dtype, device) -> None:
     expected = torch.autograd.grad(F.batch_norm(x, None, None, w, b, True), [x, w, b], dy)
     for ours, theirs in zip(CF.batch_norm_backward(dy, x.detach(), w.detach()), expected):
         torch.testing.assert_close(ours, theirs, **tol)
+    v, g, wn_module = _weight_norm_case((4, 3, 3, 3), 0, dtype, device)
+    assert_same_values_and_grads(CF.weight_norm, _torch_weight_norm(wn_module, 0), [v, g], tol)
+    weight, sn_module, u, v = _spectral_norm_case((5, 3, 3, 3), 0, 2, dtype, device)
+    sn = sn_module.parametrizations.weight[0]
+    assert_same_values_and_grads(lambda w: CF.spectral_norm(w, u, v, 2), sn, [weight], tol)
+    torch.testing.assert_close([u, v], [sn._u, sn._v], **tol)
     y = CF.local_contrast_norm(x.detach())
     assert y.device == x.device and y.dtype == dtype
     torch.testing.assert_close(CF.local_contrast_norm(3 * x.detach()), y, **tol)

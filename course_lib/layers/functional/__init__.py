@@ -20,7 +20,7 @@ convolution        conv1d, conv2d, conv2d_naive, im2col, conv_transpose2d
 pooling            max_pool2d, avg_pool2d, lp_pool2d, adaptive_avg_pool2d,
                    adaptive_max_pool2d, max_unpool2d, global_avg_pool2d, stochastic_pool2d
 normalization      batch_norm, layer_norm, group_norm, instance_norm,
-                   local_response_norm, local_contrast_norm
+                   local_response_norm, local_contrast_norm, weight_norm, spectral_norm
 regularization     dropout, dropout_classic, drop_connect, drop_block2d, drop_path,
                    label_smoothing_cross_entropy
 activations        relu6, leaky_relu, prelu, elu, maxout
@@ -40,6 +40,8 @@ from .normalization import (
     layer_norm,
     local_contrast_norm,
     local_response_norm,
+    spectral_norm,
+    weight_norm,
 )
 from .pooling import (
     adaptive_avg_pool2d,
@@ -99,5 +101,7 @@ __all__ = [
     "prelu",
     "relu6",
     "resolve_padding",
+    "spectral_norm",
     "stochastic_pool2d",
+    "weight_norm",
 ]

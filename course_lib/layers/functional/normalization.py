@@ -1,4 +1,4 @@
-"""Normalization layers from scratch: batch, layer, group, instance, LRN and LCN.
+"""Normalization layers from scratch: batch, layer, group, instance, LRN and LCN; weight and spectral norm.
 
 The first four standardize ``x`` with a mean and a (biased) variance taken
 over some axes, then scale and shift per channel:
@@ -22,6 +22,9 @@ group norm         C / G channels, H, W            example and group of channels
 
 Local response normalization (AlexNet) and local contrast normalization
 (Jarrett et al. 2009) divide instead by the activity of a neighbourhood.
+Weight normalization and spectral normalization normalize a layer's *weight*,
+not its activations: :func:`weight_norm` rebuilds it from a direction and a
+length, :func:`spectral_norm` divides it by its largest singular value.
 Names, arguments and semantics are those of ``torch.nn.functional`` where
 PyTorch has the op; everything is built from tensor primitives (means,
 variances, padding, sliding windows, one small convolution), so autograd
@@ -47,6 +50,8 @@ __all__ = [
     "layer_norm",
     "local_contrast_norm",
     "local_response_norm",
+    "spectral_norm",
+    "weight_norm",
 ]
 
 
@@ -406,3 +411,104 @@ def local_contrast_norm(input, kernel_size=9, sigma=None, eps=1e-4) -> torch.Ten
     local_std = local_average(centred * centred).clamp_min(eps * eps).sqrt()  # (N, 1, H, W)
     mean_std = local_std.mean((2, 3), keepdim=True)  # (N, 1, 1, 1)
     return centred / torch.maximum(local_std, mean_std).clamp_min(eps)
+
+
+# --- normalizing the weight instead of the activations ------------------------------------------
+
+
+def weight_norm(v, g, dim=0) -> torch.Tensor:
+    """Weight normalization (Salimans and Kingma 2016): a weight rebuilt from a direction ``v`` and a length ``g``.
+
+    Args:
+        v: the direction, any shape with at least one axis, e.g. (C_out, C_in, kH, kW)
+            for a convolution or (out_features, in_features) for a linear layer.
+        g: the lengths, (v.shape[dim],) - one per slice ``v[..., i, ...]`` along ``dim``,
+            e.g. one per output channel for dim = 0 - or a 0-dim tensor for ``dim=None``.
+        dim: the axis that keeps one norm per index, an int in [0, v.ndim), or None
+            for a single norm over the whole of ``v``. (PyTorch's own ``weight_norm``
+            reads dim = -1 as "the whole tensor", not as the last axis; to avoid that
+            trap a negative dim is refused.)
+
+    Returns:
+        v's shape, ``w = g v / ||v||`` with the Euclidean norm of each slice of ``v``
+        along ``dim`` (over every other axis), so that every slice of ``w`` has
+        norm ``|g_i|`` and the direction of ``v`` (of ``-v`` where ``g_i < 0``). That is what
+        ``torch.nn.utils.parametrizations.weight_norm(module, dim=dim)`` computes
+        from its ``original0`` (``g``, stored with size-1 axes: pass ``original0.flatten()``
+        or, for ``dim=None``, ``original0`` itself) and ``original1`` (``v``).
+        Autograd differentiates through the norm, so a gradient step on ``g``
+        changes only lengths and one on ``v`` only directions. As in PyTorch
+        there is no eps: a slice of ``v`` that is exactly 0 gives NaN.
+    """
+    check_tensor("v", v, 1, "(out, *)")
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not 0 <= dim < v.ndim):
+        raise ValueError(
+            f"dim must be None (one norm for the whole of v) or an int in [0, {v.ndim - 1}] (an axis of v), got {dim!r}"
+        )
+    if dim is None:
+        if not isinstance(g, torch.Tensor) or g.ndim != 0:
+            got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+            raise ValueError(f"g must be a 0-dim tensor (one length) when dim=None, got {got}")
+        return v * (g / v.norm())
+    check_tensor("g", g, 1, "(v.shape[dim],)")
+    check_shape("g", g, (v.shape[dim],), "(v.shape[dim],)")
+    others = [d for d in range(v.ndim) if d != dim]
+    norms = v.pow(2).sum(others, keepdim=True).sqrt() if others else v.abs()  # a 1-dim v: each entry is a slice
+    shape = [1] * v.ndim
+    shape[dim] = -1
+    return v * (g.view(shape) / norms)
+
+
+def _unit(t: torch.Tensor, eps: float) -> torch.Tensor:
+    """``t / max(||t||, eps)``, as F.normalize does it."""
+    return t / t.norm().clamp_min(eps)
+
+
+def spectral_norm(weight, u, v, n_power_iterations=1, dim=0, eps=1e-12) -> torch.Tensor:
+    """Spectral normalization (Miyato et al. 2018): the weight divided by an estimate of its largest singular value.
+
+    Args:
+        weight: (out, in, *) with at least two axes. It is read as the matrix
+            ``W`` of shape (H, W_cols) = (weight.shape[dim], numel / H): axis ``dim``
+            moved to the front, the others flattened (so a (C_out, C_in, k, k)
+            convolution is a C_out x (C_in k k) matrix).
+        u: (H,) and
+        v: (W_cols,): the current estimates of the leading left and right singular
+            vectors, buffers that this function updates **in place** (as batch norm
+            updates its running statistics). Start them as random unit vectors.
+        n_power_iterations: power-iteration steps done first, an int >= 0; each is
+            ``u <- W v / ||W v||``, then ``v <- W^T u / ||W^T u||``. 0 uses ``u``
+            and ``v`` as they are (PyTorch's module in eval mode).
+        dim: the axis of ``weight`` that indexes the rows of ``W``, in
+            [-weight.ndim, weight.ndim) (PyTorch uses 1 for transposed convolutions).
+        eps: the smallest norm divided by in the power iteration, > 0.
+
+    Returns:
+        weight's shape, ``weight / sigma`` with ``sigma = u^T W v`` for the
+        updated ``u`` and ``v``. After enough iterations ``sigma`` is the largest
+        singular value of ``W``, and the result has spectral norm 1: the layer
+        can lengthen no input by more than a factor 1 (it is 1-Lipschitz).
+        ``u`` and ``v`` are constants for autograd; the gradient flows through
+        ``W`` in both the numerator and ``sigma``. Called once per training step with
+        ``n_power_iterations=1`` and the same buffers, the estimate follows the
+        slowly changing weight, which is how
+        ``torch.nn.utils.parametrizations.spectral_norm`` works (it also does 15
+        iterations when it is created); this function matches it step for step.
+    """
+    check_tensor("weight", weight, 2, "(out, in, *)")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -weight.ndim <= dim < weight.ndim:
+        raise ValueError(f"dim must be an int in [{-weight.ndim}, {weight.ndim - 1}] (an axis of weight), got {dim!r}")
+    check_int("n_power_iterations", n_power_iterations, 0)
+    _check_eps(eps, positive=True)
+    matrix = weight.movedim(dim, 0).flatten(1)  # (H, W_cols)
+    rows, cols = matrix.shape
+    check_tensor("u", u, 1, f"(weight.shape[dim],) = ({rows},)")
+    check_shape("u", u, (rows,), "(weight.shape[dim],)")
+    check_tensor("v", v, 1, f"(numel / weight.shape[dim],) = ({cols},)")
+    check_shape("v", v, (cols,), "(numel / weight.shape[dim],)")
+    with torch.no_grad():
+        for _ in range(n_power_iterations):
+            u.copy_(_unit(matrix @ v, eps))
+            v.copy_(_unit(matrix.mT @ u, eps))
+    sigma = torch.dot(u.clone(), matrix @ v.clone())  # clones: later in-place updates must not touch this graph
+    return weight / sigma
