@@ -1,14 +1,16 @@
-"""course_lib.train.augment: random rotation, scaling and shift of a batch, checked against exact cases."""
+"""course_lib.train.augment: random rotation, scaling and shift of a batch, checked against exact cases;
+AlexNet's fancy PCA colour shift checked against numpy's covariance and its own statistics."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from course_lib.data.datasets import TensorSplit
-from course_lib.train.augment import RandomAffine
+from course_lib.train.augment import RandomAffine, fancy_pca, pca_colour_basis
 from course_lib.train.gpu_loader import GPULoader
 
 
@@ -136,3 +138,113 @@ def test_bad_shapes_raise():
 
 def test_repr():
     assert repr(RandomAffine(5, (0.9, 1.0), 1)) == "RandomAffine(degrees=5, scale=(0.9, 1.0), translate=1)"
+
+
+# --- fancy PCA (AlexNet, section 4.1) ---
+
+
+def _colour_images(n: int = 6, h: int = 5, w: int = 7, seed: int = 0) -> torch.Tensor:
+    """RGB images whose channels are correlated (as in photos), so the three eigenvalues differ."""
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.tensor([[1.0, 0.2, 0.1], [0.8, 0.6, 0.0], [0.5, 0.3, 0.4]])
+    raw = torch.rand(n, h, w, 3, generator=g)
+    return (raw @ mix.T).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+
+
+def test_pca_basis_diagonalises_the_numpy_covariance():
+    images = _colour_images()
+    values, vectors = pca_colour_basis(images)
+    pixels = images.permute(1, 0, 2, 3).reshape(3, -1).double().numpy()
+    cov = np.cov(pixels)
+    assert values.shape == (3,) and vectors.shape == (3, 3) and values.dtype == torch.float32
+    np.testing.assert_allclose(values.double().numpy(), np.linalg.eigvalsh(cov)[::-1], rtol=1e-5, atol=1e-7)
+    v = vectors.double().numpy()
+    np.testing.assert_allclose(v @ np.diag(values.double().numpy()) @ v.T, cov, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(v.T @ v, np.eye(3), rtol=0, atol=1e-6)  # orthonormal columns
+    assert values[0] > values[1] > values[2] > 0  # descending
+
+
+def test_pca_basis_signs_are_fixed_and_dtype_follows_the_input():
+    values, vectors = pca_colour_basis(_colour_images().double())
+    assert values.dtype == vectors.dtype == torch.float64
+    largest = vectors.gather(0, vectors.abs().argmax(0, keepdim=True))
+    assert (largest > 0).all()
+    # the result is the same for the channels of a negated image (only the signs of the axes could differ)
+    values2, vectors2 = pca_colour_basis(-_colour_images().double())
+    torch.testing.assert_close(values2, values)
+    torch.testing.assert_close(vectors2, vectors)
+
+
+def test_grey_images_have_one_axis_along_the_grey_diagonal():
+    grey = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(2)).expand(4, 3, 6, 6)
+    values, vectors = pca_colour_basis(grey)
+    assert values[1].abs() < 1e-6 and values[2].abs() < 1e-6 and values[0] > 0.01
+    torch.testing.assert_close(vectors[:, 0], torch.full((3,), 1 / math.sqrt(3)), atol=1e-6, rtol=0)
+
+
+def test_fancy_pca_adds_one_colour_per_image_in_the_span_with_the_right_statistics():
+    images = _colour_images(n=4000, h=2, w=2, seed=1)
+    values, vectors = pca_colour_basis(images)
+    out = fancy_pca(images, values, vectors, alpha_std=0.1, generator=torch.Generator().manual_seed(0))
+    shift = out - images
+    assert shift.shape == images.shape
+    per_image = shift[:, :, 0, 0]  # (N, 3)
+    torch.testing.assert_close(shift, per_image[:, :, None, None].expand_as(shift), atol=1e-6, rtol=0)
+    # in the eigenvector basis, coordinate k of the shift is alpha_k * lambda_k with alpha ~ N(0, 0.1^2)
+    coords = (per_image.double() @ vectors.double()) / values.double()  # = alpha, (N, 3)
+    assert coords.mean(0).abs().max() < 4 * 0.1 / math.sqrt(4000)
+    torch.testing.assert_close(coords.std(0), torch.full((3,), 0.1, dtype=torch.float64), atol=0.006, rtol=0)
+    corr = torch.corrcoef(coords.T)
+    assert (corr - torch.eye(3, dtype=torch.float64)).abs().max() < 0.06  # independent alphas
+
+
+def test_fancy_pca_alphas_come_from_one_randn_call():
+    images = _colour_images(n=5)
+    values, vectors = pca_colour_basis(images)
+    out = fancy_pca(images, values, vectors, alpha_std=0.3, generator=torch.Generator().manual_seed(7))
+    alpha = torch.randn(5, 3, generator=torch.Generator().manual_seed(7)) * 0.3
+    expected = images + (vectors @ (alpha * values).T).T[:, :, None, None]
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def test_fancy_pca_is_reproducible_and_zero_std_is_the_identity():
+    images = _colour_images()
+    values, vectors = pca_colour_basis(images)
+    a = fancy_pca(images, values, vectors, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, fancy_pca(images, values, vectors, generator=torch.Generator().manual_seed(3)))
+    assert not torch.allclose(a, fancy_pca(images, values, vectors, generator=torch.Generator().manual_seed(4)))
+    torch.testing.assert_close(fancy_pca(images, values, vectors, alpha_std=0.0), images)
+
+
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (torch.zeros(3, 8, 8), r"images must have shape \(N, 3, H, W\) \(4 dims\), got shape \(3, 8, 8\)"),
+        (torch.zeros(2, 1, 8, 8), r"images must have 3 colour channels, shape \(N, 3, H, W\), got shape \(2, 1, 8, 8\)"),
+        (torch.zeros(2, 3, 4, 4, dtype=torch.uint8), "images must be a floating-point tensor"),
+        (np.zeros((2, 3, 4, 4)), r"images must be a torch.Tensor of shape \(N, 3, H, W\), got ndarray"),
+        (torch.zeros(1, 3, 1, 1), "images must hold at least 2 pixels"),
+    ],
+)
+def test_pca_basis_bad_images_raise(images, match):
+    with pytest.raises(ValueError, match=match):
+        pca_colour_basis(images)
+
+
+def test_fancy_pca_bad_arguments_raise():
+    images = _colour_images()
+    values, vectors = pca_colour_basis(images)
+    with pytest.raises(ValueError, match=r"images must have 3 colour channels"):
+        fancy_pca(images[:, :2], values, vectors)
+    with pytest.raises(ValueError, match=r"eigenvalues must have shape \(3,\) and eigenvectors \(3, 3\), got \(2,\) and \(3, 3\)"):
+        fancy_pca(images, values[:2], vectors)
+    with pytest.raises(ValueError, match=r"eigenvectors must have shape \(3, 3\) \(2 dims\), got shape \(9,\)"):
+        fancy_pca(images, values, vectors.reshape(9))
+    with pytest.raises(ValueError, match=r"alpha_std must be a finite number >= 0, got -0.1"):
+        fancy_pca(images, values, vectors, alpha_std=-0.1)
+
+
+def test_fancy_pca_is_exported_from_course_lib_train():
+    import course_lib.train as train
+
+    assert train.fancy_pca is fancy_pca and train.pca_colour_basis is pca_colour_basis

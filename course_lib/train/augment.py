@@ -1,4 +1,9 @@
-"""Random affine augmentation of a whole batch at once: rotate, scale and shift every image.
+"""Batch augmentation: random affine maps (rotate, scale, shift) and AlexNet's "fancy PCA" colour shift.
+
+The colour shift (Krizhevsky et al. 2012, section 4.1) is at the end of this
+module: :func:`pca_colour_basis` finds the principal axes of the RGB values of
+a set of images, and :func:`fancy_pca` moves every image along them by a
+random amount.
 
 Handwritten digits vary in slant, size and position, and a network that sees
 each training digit only as it was scanned learns those few versions. Drawing a
@@ -31,9 +36,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_number
+from .._checks import check_number, check_rank
 
-__all__ = ["RandomAffine"]
+__all__ = ["RandomAffine", "pca_colour_basis", "fancy_pca"]
 
 
 class RandomAffine:
@@ -125,3 +130,84 @@ class RandomAffine:
         if x.ndim != 4:
             raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
         return self.apply(x, *self.sample(x.shape[0], generator, x.device))
+
+
+def _check_rgb_batch(name: str, images) -> None:
+    """``images`` is a floating-point tensor of shape (N, 3, H, W)."""
+    check_rank(name, images, 4, "(N, 3, H, W)")
+    if images.shape[1] != 3:
+        raise ValueError(f"{name} must have 3 colour channels, shape (N, 3, H, W), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor (convert with .float()), got {images.dtype}")
+
+
+def pca_colour_basis(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The principal axes of the RGB values of ``images``: AlexNet's colour basis.
+
+    Every pixel of every image is one sample of three numbers (R, G, B). Their
+    3x3 covariance (the unbiased one of ``numpy.cov``) is decomposed as
+    ``cov = V diag(lambda) V^T``.
+
+    Args:
+        images: (N, 3, H, W) floating point, in the range :func:`fancy_pca` will see. The
+            eigenvalues are variances, so they scale with the square of the pixel range: with
+            values in [0, 1] and ``alpha_std=0.1`` the shifts are a few hundredths.
+
+    Returns:
+        ``(eigenvalues, eigenvectors)``: eigenvalues (3,) in descending order (clipped at 0), and
+        eigenvectors (3, 3) whose *columns* are the unit axes, ``eigenvectors[:, k]`` for
+        ``eigenvalues[k]``. Each column's sign is fixed so that its largest component (in absolute
+        value) is positive, so the result does not depend on the solver. Same dtype and device as
+        ``images``; computed in float64.
+    """
+    _check_rgb_batch("images", images)
+    n, _, h, w = images.shape
+    if n * h * w < 2:
+        raise ValueError(f"images must hold at least 2 pixels to estimate a covariance, got shape {tuple(images.shape)}")
+    pixels = images.detach().to(torch.float64).transpose(0, 1).reshape(3, -1)  # (3, N*H*W)
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(pixels))  # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0).clamp(min=0), eigenvectors.flip(1)
+    largest = eigenvectors.gather(0, eigenvectors.abs().argmax(0, keepdim=True))  # (1, 3)
+    eigenvectors = eigenvectors * torch.where(largest < 0, -1.0, 1.0)
+    return eigenvalues.to(images.dtype), eigenvectors.to(images.dtype)
+
+
+def fancy_pca(
+    images: torch.Tensor,
+    eigenvalues: torch.Tensor,
+    eigenvectors: torch.Tensor,
+    alpha_std: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """AlexNet's colour augmentation: shift every image along the principal colour axes.
+
+    For image ``i`` three numbers ``alpha_i ~ N(0, alpha_std^2)`` are drawn once, and the same
+    RGB vector ``eigenvectors @ (alpha_i * eigenvalues)`` is added to each of its pixels: the
+    lighting and colour of the whole image change, its content does not.
+
+    Args:
+        images: (N, 3, H, W) floating point.
+        eigenvalues: (3,) and eigenvectors: (3, 3) with the axes as columns, as returned by
+            :func:`pca_colour_basis` (usually of the whole training set).
+        alpha_std: the standard deviation of the alphas (AlexNet: 0.1).
+        generator: the source of the (N, 3) alphas, drawn with one ``torch.randn`` call on the
+            generator's device (``images``' device without one).
+
+    Returns:
+        A new (N, 3, H, W) tensor; it is not clipped to the range of the input. The shift is
+        ``alpha * lambda`` along each axis, a variance times a number: its size depends on the
+        range of the pixel values (see :func:`pca_colour_basis`).
+    """
+    _check_rgb_batch("images", images)
+    check_rank("eigenvalues", eigenvalues, 1, "(3,)")
+    check_rank("eigenvectors", eigenvectors, 2, "(3, 3)")
+    if eigenvalues.shape != (3,) or eigenvectors.shape != (3, 3):
+        raise ValueError(
+            f"eigenvalues must have shape (3,) and eigenvectors (3, 3), "
+            f"got {tuple(eigenvalues.shape)} and {tuple(eigenvectors.shape)}"
+        )
+    check_number("alpha_std", alpha_std, non_negative=True)
+    device = generator.device if generator is not None else images.device
+    alpha = torch.randn(images.shape[0], 3, generator=generator, device=device).to(images) * alpha_std
+    shift = (alpha * eigenvalues.to(images)) @ eigenvectors.to(images).T  # (N, 3): row i = V (alpha_i * lambda)
+    return images + shift[:, :, None, None]
