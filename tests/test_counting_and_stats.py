@@ -14,6 +14,7 @@ from torch import nn
 from course_lib.analysis.counting import FlopCount, count_flops, count_parameters, parameter_table
 from course_lib.analysis.shapes import output_size
 from course_lib.analysis.stats import activation_stats, gradient_stats
+from course_lib.analysis.stats import update_ratios
 
 
 def _no_hooks(model: nn.Module) -> bool:
@@ -293,3 +294,56 @@ def test_cuda_stats_and_counts_equal_cpu():
             for key in ("mean", "std", "zeros", "norm"):
                 assert b[key] == pytest.approx(a[key], abs=1e-10, rel=1e-8)
     assert count_flops(model, (4, 2, 9, 9)).total == cpu_flops
+
+
+# --- update/weight ratios -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lr", [1e-3, 0.1])
+def test_update_ratios_of_plain_sgd_are_lr_times_gradient_over_weight_norm(lr):
+    torch.manual_seed(3)
+    model = _net().double().train()
+    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 0, 4, 2])
+    grads = gradient_stats(model, (x, y), nn.CrossEntropyLoss())
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def step():
+        optimizer.zero_grad()
+        nn.CrossEntropyLoss()(model(x), y).backward()
+        optimizer.step()
+
+    rows = update_ratios(model, step)
+    assert [r["name"] for r in rows] == [g["name"] for g in grads] == ["0", "1", "3.0", "5"]
+    for row, grad in zip(rows, grads):
+        assert row["weight_norm"] == pytest.approx(grad["weight_norm"], rel=1e-12)
+        assert row["update_norm"] == pytest.approx(lr * grad["norm"], rel=1e-9)
+        assert row["ratio"] == pytest.approx(lr * grad["norm"] / grad["weight_norm"], rel=1e-9)
+        assert row["shape"] == tuple(model.get_submodule(row["name"]).weight.shape)
+    assert all(r["ratio"] > 0 for r in rows)
+
+
+def test_update_ratios_measure_what_the_step_did():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    model[2].weight.requires_grad_(False)  # frozen: left out, like gradient_stats does
+    with torch.no_grad():
+        model[0].weight.fill_(2.0)  # norm 2 * sqrt(12)
+
+    def shrink_by_a_tenth():
+        with torch.no_grad():
+            model[0].weight.mul_(0.9)
+            model[0].bias.add_(100.0)  # biases are not reported
+
+    rows = update_ratios(model, shrink_by_a_tenth)
+    assert [(r["name"], r["type"]) for r in rows] == [("0", "Linear")]
+    assert rows[0]["ratio"] == pytest.approx(0.1, rel=1e-6)  # float32 weights: 0.9 * 2 rounds
+    assert rows[0]["weight_norm"] == pytest.approx(2 * 12**0.5, rel=1e-12)
+    assert update_ratios(model, lambda: None)[0]["ratio"] == 0.0
+
+
+def test_update_ratios_bad_arguments():
+    with pytest.raises(ValueError, match="model"):
+        update_ratios("model", lambda: None)
+    with pytest.raises(ValueError, match="step"):
+        update_ratios(_net(), "step")
+    with pytest.raises(ValueError, match="weight"):
+        update_ratios(nn.ReLU(), lambda: None)

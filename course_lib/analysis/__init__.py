@@ -11,7 +11,7 @@ from .receptive_field import (
     receptive_field_of,
 )
 from .shapes import output_size
-from .stats import DEFAULT_LAYER_TYPES, activation_stats, gradient_stats
+from .stats import DEFAULT_LAYER_TYPES, activation_stats, gradient_stats, update_ratios
 from .timing import compare_timings, time_function
 
 __all__ = [
@@ -35,4 +35,5 @@ __all__ = [
     "receptive_field_of",
     "signal_variances",
     "time_function",
+    "update_ratios",
 ]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_int, check_module
-from .stats import _summary
+from .stats import _layers_of_types, _loss, _summary
 
 __all__ = ["DEEP_MLP_ACTIVATIONS", "DEPTH_LAYER_TYPES", "deep_mlp", "signal_variances"]
 
@@ -71,21 +71,6 @@ def deep_mlp(
     return nn.Sequential(*layers)
 
 
-def _loss(model: nn.Module, batch, loss_fn: Callable) -> torch.Tensor:
-    """``loss_fn(model(x))`` for a tensor batch, ``loss_fn(model(x), y)`` for a pair; checked to be a scalar."""
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    if isinstance(batch, torch.Tensor):
-        loss = loss_fn(model(batch))
-    elif isinstance(batch, (tuple, list)) and len(batch) == 2:
-        loss = loss_fn(model(batch[0]), batch[1])
-    else:
-        raise ValueError(f"batch must be a tensor x or a pair (x, y), got {type(batch).__name__}")
-    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
-        raise ValueError(f"loss_fn must return a scalar tensor, got {loss!r}")
-    return loss
-
-
 def signal_variances(
     model: nn.Module, batch, loss_fn: Callable, layer_types=DEPTH_LAYER_TYPES
 ) -> list[dict]:
@@ -119,12 +104,7 @@ def signal_variances(
     The hooks are removed afterwards, also when the forward pass raises.
     """
     check_module("model", model)
-    types = layer_types if isinstance(layer_types, tuple) else (layer_types,)
-    if not types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
-        raise ValueError(f"layer_types must be an nn.Module subclass or a tuple of them, got {layer_types!r}")
-    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, types)]
-    if not layers:
-        raise ValueError(f"model has no module of layer_types {[t.__name__ for t in types]}")
+    layers = _layers_of_types(model, layer_types)
     outputs: list[tuple[str, nn.Module, int, torch.Tensor]] = []
     calls = dict.fromkeys((name for name, _ in layers), 0)
 

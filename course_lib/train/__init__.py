@@ -13,10 +13,12 @@ and distributed helpers.
 """
 
 from ..models.inception import AUX_LOSS_WEIGHT
+from .augment import fancy_pca, pca_colour_basis
 from .callbacks import Callback, Checkpoint, EarlyStopping, TrainState
 from .distributed import get_rank, get_world_size, init_distributed, is_distributed, is_main_process
 from .engine import Evaluation, History, NonFiniteLoss, StepResult, TrainingDiverged, evaluate, fit, train_step
 from .gpu_loader import GPULoader, RandomCropFlip
+from .optim import SGD, Adam, AlexNetSGD, RMSProp
 from .schedules import SCHEDULES, LRRangeTestResult, lr_range_test, lr_sequence, make_scheduler, plot_schedules
 from .tta import ENSEMBLE_MODES, TTA_MODES, Ensemble, ensemble_predict, tta_predict, tta_views
 
@@ -53,4 +55,10 @@ __all__ = [
     "tta_predict",
     "Ensemble",
     "ensemble_predict",
+    "pca_colour_basis",
+    "fancy_pca",
+    "SGD",
+    "AlexNetSGD",
+    "RMSProp",
+    "Adam",
 ]
