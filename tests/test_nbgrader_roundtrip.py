@@ -38,6 +38,8 @@ relu_gain_forgotten = planted("he_normal", "gain = math.sqrt(2.0 / (1 + negative
 # Lab 5's planted mistake: C1 without its padding of 2 (the parameters are right, the forward pass fails in F5).
 c1_not_padded = planted("lenet5", "self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)",
                         "self.c1 = nn.Conv2d(1, 6, kernel_size=5)")
+# Lab 7's planted mistake: DropBlock's output not rescaled by numel / kept.
+block_not_rescaled = planted("drop_block", "    return x * mask * (mask.numel() / kept), mask", "    return x * mask, mask")
 
 
 def script_in_written_answer(grade_id: str, code: str) -> str:
@@ -52,6 +54,7 @@ PLANTED = {
     "dropout_not_rescaled": ("lab03_normalization", dropout_not_rescaled),
     "relu_gain_forgotten": ("lab04_initialization", relu_gain_forgotten),
     "c1_not_padded": ("lab05_lenet", c1_not_padded),
+    "block_not_rescaled": ("lab07_regularization", block_not_rescaled),
 }
 
 
@@ -161,6 +164,15 @@ def test_he_without_the_relu_gain_costs_its_tests_only_and_is_named(graded):
     lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
     assert lost == {"test_he_normal", "test_he_options", "test_he_hidden"}
     assert "Likely cause: ReLU gain forgotten" in feedback_html(course, sub)
+
+
+def test_unscaled_drop_block_costs_its_tests_only_and_is_named(graded):
+    course, subs = graded
+    sub = subs["block_not_rescaled", "lab07_regularization"]
+    tests, _ = cell_ids("lab07_regularization")
+    lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
+    assert lost == {"test_drop_block_output", "test_drop_block_hidden"}
+    assert "Likely cause: block mask not rescaled" in feedback_html(course, sub)
 
 
 def test_an_unpadded_lenet_loses_every_test_and_is_named(graded):
