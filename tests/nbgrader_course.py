@@ -89,6 +89,30 @@ def answer_cells(nb) -> dict[str, nbformat.NotebookNode]:
     return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
 
 
+def solution_notebook(lab: str) -> nbformat.NotebookNode:
+    """The instructor's source notebook of ``lab`` (solutions/<lab>/<lab>.ipynb)."""
+    return nbformat.read(notebook_path(SOLUTIONS, lab), as_version=4)
+
+
+def handed_in_answers(source_nb) -> list[tuple[str, str]]:
+    """The autograded answer cells of a source notebook as a student hands them in: (grade_id, code), in
+    notebook order, the solution markers removed."""
+    return [(c.metadata["nbgrader"]["grade_id"], _SOLUTION_REGION.sub(lambda m: m.group(1), c.source))
+            for c in source_nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+            and not c.metadata["nbgrader"].get("grade")]
+
+
+def cells_of_kind(nb, kind: str):
+    """(nbgrader metadata, cell) of the cells of one kind, in order: ``"test"`` (autograded tests), ``"answer"``
+    (autograded answers) or ``"written"`` (answers an instructor grades)."""
+    wanted = {"test": (True, False), "answer": (False, True), "written": (True, True)}[kind]
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if (bool(meta.get("grade")), bool(meta.get("solution"))) == wanted:
+            yield meta, cell
+
+
 def solved_copy(release_nb, source_nb, edit: Callable[[str, str], str] | None = None):
     """The student version with every answer filled in as the instructor's solution does.
 

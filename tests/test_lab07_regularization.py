@@ -40,16 +40,16 @@ from course_lib.grading.regularization import (
 from course_lib.grading.scan import copied_from, scan_answer
 from course_lib.layers.functional import regularization as CR
 from course_lib.train import augment
+from nbgrader_course import cells_of_kind, handed_in_answers
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "solutions" / "lab07_regularization" / "lab07_regularization.ipynb"
 SPEC = get_spec("lab07_regularization")
 NOTEBOOK = nbformat.read(SOURCE, as_version=4)
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 # The instructor's answer cells as a student hands them in: (grade_id, source) without the solution markers.
-SOLUTION_CELLS = [(name, _MARKERS.sub("", source)) for name, source in answer_cells(NOTEBOOK)]
+SOLUTION_CELLS = handed_in_answers(NOTEBOOK)
 FUNCTIONS = ("drop_block", "drop_block_seeds", "smooth_labels", "label_smoothing_loss", "rgb_principal_components",
              "pca_lighting", "random_lighting", "train_with")
 EXPERIMENT = {"test_experiment", "test_experiment_hidden"}
@@ -108,9 +108,15 @@ def test_solution_passes_the_hidden_experiment_for_two_seeds():
     assert failure("test_experiment_hidden", seeds=(1, 2)) is None
 
 
-def test_right_random_answers_pass_on_many_seeds():
+@pytest.mark.parametrize("grade_id", ["test_drop_block_seeds_hidden", "test_random_lighting_hidden"])
+def test_right_random_answers_pass_on_many_seeds(grade_id):
     """The statistical judges reject a right answer about once in a million cases: 40 seeds must all pass."""
-    assert failure("test_drop_block_seeds_hidden", seeds=range(10, 50)) is None
+    assert failure(grade_id, seeds=range(10, 50)) is None
+
+
+@pytest.mark.parametrize("grade_id", ["test_smooth_labels_hidden", "test_pca_lighting_hidden"])
+def test_right_answers_pass_the_hidden_targets_and_lighting_on_many_seeds(grade_id):
+    assert failure(grade_id, seeds=range(10, 50)) is None
 
 
 # --- the references agree with PyTorch and course_lib ---------------------------------------------------------
@@ -429,13 +435,101 @@ def test_a_known_mistake_is_named(grade_id, replaced, message):
     assert re.search(message, found), found
 
 
+# The hidden tests of smooth_labels, pca_lighting and random_lighting (through sample_lighting) draw their cases from
+# the submission's seed; their judges are the visible tests', so a mistake is named there too, whatever the seed.
+HIDDEN_MISTAKES = [
+    ("smoothing-mass-twice", "test_smooth_labels_hidden", dict(smooth_labels=smoothing("twice")),
+     r"Likely cause: the smoothing mass is given to the true class twice"),
+    ("one-hot-not-scaled", "test_smooth_labels_hidden", dict(smooth_labels=smoothing("unscaled")),
+     r"Likely cause: the one-hot part is not scaled by 1 - eps"),
+    ("smoothing-over-k-1", "test_smooth_labels_hidden", dict(smooth_labels=smoothing("k-1")),
+     r"Likely cause: eps spread over the K - 1 = \d+ other classes"),
+    ("k-and-k-1-mixed", "test_smooth_labels_hidden", dict(smooth_labels=smoothing("k mixed")),
+     r"Likely cause: K and K - 1 mixed"),
+    ("smoothing-swapped", "test_smooth_labels_hidden", dict(smooth_labels=smoothing("swapped")),
+     r"Likely cause: smoothing and 1 - smoothing swapped"),
+    ("targets-transposed", "test_smooth_labels_hidden", dict(smooth_labels=smoothing("transposed")),
+     r"Likely cause: your targets are transposed"),
+    ("lighting-sqrt", "test_pca_lighting_hidden", dict(pca_lighting=lighting("sqrt")),
+     r"Likely cause: square roots of the eigenvalues used"),
+    ("eigenvalues-not-multiplied", "test_pca_lighting_hidden", dict(pca_lighting=lighting("no lambda")),
+     r"Likely cause: the eigenvalues are missing"),
+    ("lighting-rows", "test_pca_lighting_hidden", dict(pca_lighting=lighting("rows")),
+     r"Likely cause: eigenvectors used as rows"),
+    ("alphas-per-pixel", "test_random_lighting_hidden", dict(random_lighting=random_lighting_function("per pixel")),
+     r"Likely cause: alphas drawn per pixel instead of per image"),
+    ("alphas-once-per-batch", "test_random_lighting_hidden",
+     dict(random_lighting=random_lighting_function("one draw")), r"Likely cause: one draw of alphas for the whole batch"),
+    ("alpha-variance", "test_random_lighting_hidden", dict(random_lighting=random_lighting_function("variance")),
+     r"Likely cause: alpha_std squared"),
+    ("alpha-unscaled", "test_random_lighting_hidden", dict(random_lighting=random_lighting_function("unscaled")),
+     r"Likely cause: the alphas are not multiplied by alpha_std"),
+    ("alphas-global-generator", "test_random_lighting_hidden",
+     dict(random_lighting=random_lighting_function("global generator")),
+     r"two calls with generators seeded alike gave different images"),
+]
+
+
+@pytest.mark.parametrize(("grade_id", "replaced", "message"),
+                         [pytest.param(*m[1:], id=m[0]) for m in HIDDEN_MISTAKES])
+def test_a_known_mistake_is_named_by_the_hidden_test_for_every_seed(grade_id, replaced, message):
+    ns = namespace(**replaced)
+    test = SPEC.test(grade_id)
+    for seed in range(8):
+        found = None
+        for case in test.cases(seed):
+            found = test.judge(case, ns[test.function](*case.args, **dict(case.kwargs)), None)
+            if found is not None:
+                break
+        assert found is not None, f"the mistake passed the hidden test for seed {seed}"
+        assert re.search(message, found), (seed, found)
+
+
+@pytest.mark.parametrize(("hidden", "visible"), [("test_smooth_labels_hidden", "test_smooth_labels"),
+                                                 ("test_pca_lighting_hidden", "test_pca_lighting"),
+                                                 ("test_random_lighting_hidden", "test_random_lighting")])
+def test_a_hidden_test_calls_and_judges_as_its_visible_test(hidden, visible):
+    assert SPEC.test(hidden).hidden and not SPEC.test(visible).hidden
+    assert SPEC.test(hidden).function == SPEC.test(visible).function
+    assert SPEC.test(hidden).judge is SPEC.test(visible).judge
+
+
+def _visible_only(grade_id, right, wrong):
+    """An answer that special-cases the inputs of the visible test ``grade_id``: ``right`` for them, ``wrong`` else."""
+    seen = [case.args for case in SPEC.test(grade_id).cases(0)]
+
+    def answer(first, *rest, **kwargs):
+        known = any(first.shape == args[0].shape and torch.equal(first, args[0]) for args in seen)
+        return (right if known else wrong)(first, *rest, **kwargs)
+
+    return answer
+
+
+def test_an_answer_that_special_cases_the_visible_inputs_fails_the_hidden_tests():
+    def variance_std(images, eigenvalues, eigenvectors, alpha_std=0.1, generator=None):
+        return random_lighting_function("variance")(images, eigenvalues, eigenvectors, alpha_std, generator)
+
+    special = {
+        "test_smooth_labels": dict(smooth_labels=_visible_only("test_smooth_labels", SOLUTION["smooth_labels"],
+                                                               smoothing("k-1"))),
+        "test_pca_lighting": dict(pca_lighting=_visible_only("test_pca_lighting", SOLUTION["pca_lighting"],
+                                                             lighting("no lambda"))),
+        "test_random_lighting": dict(random_lighting=_visible_only("test_random_lighting", SOLUTION["random_lighting"],
+                                                                   variance_std)),
+    }
+    for visible, replaced in special.items():
+        assert failure(visible, **replaced) is None, visible
+        assert failure(f"{visible}_hidden", seeds=(3,), **replaced) is not None, visible
+
+
 def test_the_explainers_do_not_name_a_right_answer():
     for case in SPEC.test("test_drop_block_borders").cases(0) + SPEC.test("test_drop_block_output").cases(0):
         x, seeds, b = case.args
         out, mask = drop_block_reference(x, seeds, b)
         assert explain_drop_block_mask(mask, seeds, b) is None, case.label
         assert explain_drop_block_output(out, x, seeds, b) is None, case.label
-    for case in SPEC.test("test_smooth_labels").cases(0):
+    hidden_targets = [c for seed in range(5) for c in SPEC.test("test_smooth_labels_hidden").cases(seed)]
+    for case in SPEC.test("test_smooth_labels").cases(0) + hidden_targets:
         targets, k, eps = case.args
         assert explain_smooth_labels(smooth_labels_reference(targets, k, eps), targets, k, eps) is None
     for case in SPEC.test("test_smoothing_loss").cases(0):
@@ -444,8 +538,18 @@ def test_the_explainers_do_not_name_a_right_answer():
     for case in SPEC.test("test_pca_components").cases(0):
         (images,) = case.args
         assert explain_principal_components(*principal_components_reference(images), images) is None
-    for case in SPEC.test("test_pca_lighting").cases(0):
+    hidden_lighting = [c for seed in range(5) for c in SPEC.test("test_pca_lighting_hidden").cases(seed)]
+    for case in SPEC.test("test_pca_lighting").cases(0) + hidden_lighting:
         assert explain_lighting(lighting_reference(*case.args), *case.args) is None
+
+
+def test_transposed_targets_are_named_when_n_equals_k_unless_they_are_symmetric():
+    targets = torch.tensor([1, 2, 0])
+    right = smooth_labels_reference(targets, 3, 0.1)
+    assert "your targets are transposed" in explain_smooth_labels(right.T, targets, 3, 0.1)
+    symmetric = torch.tensor([0, 1, 2])
+    right = smooth_labels_reference(symmetric, 3, 0.1)
+    assert explain_smooth_labels(right.T + 0.01, symmetric, 3, 0.1) is None
 
 
 def test_an_eigenvector_may_have_either_sign():
@@ -568,34 +672,18 @@ def test_the_border_tests_hold_seeds_whose_blocks_are_clipped():
 # --- the notebook and the specification agree --------------------------------------------------------------------
 
 
-def _cells(kind):
-    for cell in NOTEBOOK.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if kind == "test" and meta.get("grade") and not meta.get("solution"):
-            yield meta, cell
-        elif kind == "answer" and meta.get("solution") and not meta.get("grade"):
-            yield meta, cell
-        elif kind == "written" and meta.get("solution") and meta.get("grade"):
-            yield meta, cell
-
-
-def test_graded_cells_are_the_specifications_tests_in_order():
-    tests = list(_cells("test"))
-    assert [m["grade_id"] for m, _ in tests] == [t.grade_id for t in SPEC.tests]
-    for meta, cell in tests:
-        assert cell.source.rstrip().endswith(f'LAB.run("{meta["grade_id"]}", globals())'), meta["grade_id"]
-        assert meta["locked"] and meta["points"] > 0
-
-
 def test_points_and_answer_cells():
-    assert sum(m["points"] for m, _ in _cells("test")) == 21
-    written = list(_cells("written"))
+    points = {m["grade_id"]: m["points"] for m, _ in cells_of_kind(NOTEBOOK, "test")}
+    assert sum(points.values()) == 24
+    assert [points[g] for g in ("test_smooth_labels_hidden", "test_pca_lighting_hidden",
+                                "test_random_lighting_hidden")] == [1, 1, 1]
+    written = list(cells_of_kind(NOTEBOOK, "written"))
     assert [(m["grade_id"], m["points"]) for m, _ in written] == [("written_conclusion", 3)]
     assert "=== BEGIN MARK SCHEME ===" in written[0][1].source
-    answers = [m["grade_id"] for m, _ in _cells("answer")]
+    answers = [m["grade_id"] for m, _ in cells_of_kind(NOTEBOOK, "answer")]
     assert answers == list(FUNCTIONS) == [name for name, _ in SOLUTION_CELLS]
     for name, source in SOLUTION_CELLS:
-        assert f"def {name}(" in source and "### BEGIN SOLUTION" in dict(answer_cells(NOTEBOOK))[name]
+        assert f"def {name}(" in source
 
 
 def test_setup_cell_loads_this_labs_specification_and_its_helpers():
@@ -774,11 +862,13 @@ def test_sandbox_tampering_reading_and_hanging_earn_nothing_they_should_not():
     limits = replace(SPEC.limits_for(Limits()), call_timeout_s=15.0, wall_s=150.0)
     result = grade_answers(cells, SPEC, seed=7, limits=limits)
     verdicts = result.verdicts
-    lighting = verdicts["test_pca_lighting"]
-    assert not lighting.passed and "Likely cause: square roots of the eigenvalues used" in lighting.message
+    for grade_id in ("test_pca_lighting", "test_pca_lighting_hidden"):
+        lighting = verdicts[grade_id]
+        assert not lighting.passed and "Likely cause: square roots of the eigenvalues used" in lighting.message
     # random_lighting calls the tampered pca_lighting, so its spread is wrong; it read nothing of the host.
-    assert not verdicts["test_random_lighting"].passed
-    assert "LEAKED" not in verdicts["test_random_lighting"].message
+    for grade_id in ("test_random_lighting", "test_random_lighting_hidden"):
+        assert not verdicts[grade_id].passed
+        assert "LEAKED" not in verdicts[grade_id].message
     for grade_id in ("test_experiment", "test_experiment_hidden"):
         assert not verdicts[grade_id].passed and ("timed out" in verdicts[grade_id].message
                                                   or "not run" in verdicts[grade_id].message), verdicts[grade_id].message

@@ -277,12 +277,12 @@ def _wrong_targets(targets, k, eps) -> Iterator[tuple[str, torch.Tensor]]:
 
 def explain_smooth_labels(actual, targets, num_classes, smoothing) -> str | None:
     """The known mistake whose smoothed targets ``actual`` match, or None."""
+    right = smooth_labels_reference(targets, num_classes, smoothing)
+    # With N = K the shape alone cannot tell: transposed, unless the right targets happen to be symmetric.
     if isinstance(actual, torch.Tensor) and tuple(actual.shape) == (num_classes, len(targets)) \
-            and len(targets) != num_classes \
-            and matches(actual.T, smooth_labels_reference(targets, num_classes, smoothing)):
+            and matches(actual.T, right) and not matches(actual, right):
         return "your targets are transposed: one row per example, one column per class, shape (N, K)"
-    return _first(_wrong_targets(targets, num_classes, smoothing), actual,
-                  smooth_labels_reference(targets, num_classes, smoothing))
+    return _first(_wrong_targets(targets, num_classes, smoothing), actual, right)
 
 
 def _loss_with(logits, q):

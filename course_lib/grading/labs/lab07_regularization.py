@@ -365,6 +365,14 @@ STABLE = [_loss_case(6, 5, 0.1, 34, scale=400.0, what=" with values in the hundr
 GRADIENT = [_loss_case(6, 5, 0.1, 36), _loss_case(7, 4, 0.3, 37)]
 
 
+def _hidden_targets(seed: int, count: int = 5) -> list[Case]:
+    # Not 0.5: there eps and 1 - eps are equal, so targets with the two swapped would be right.
+    rng = np.random.default_rng(seed)
+    return [_targets_case(int(rng.integers(1, 17)), int(rng.integers(2, 13)),
+                          float(rng.choice([0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.7, 1.0])), int(rng.integers(2**31)))
+            for _ in range(count)]
+
+
 def _hidden_losses(seed: int, count: int = 5) -> list[Case]:
     rng = np.random.default_rng(seed)
     return [_loss_case(int(rng.integers(1, 12)), int(rng.integers(2, 12)), float(rng.choice([0.0, 0.05, 0.1, 0.2, 0.4])),
@@ -426,9 +434,9 @@ def _basis(seed):
     return values, vectors
 
 
-def _lighting_case(n, h, w, seed) -> Case:
+def _lighting_case(n, h, w, seed, alpha_std=0.1) -> Case:
     images = _colour_images(n, h, w, seed)
-    alphas = 0.1 * torch.randn(n, 3, generator=_gen(seed + 1), dtype=torch.float64)
+    alphas = alpha_std * torch.randn(n, 3, generator=_gen(seed + 1), dtype=torch.float64)
     values, vectors = _basis(seed + 2)
     return Case((images, alphas, values, vectors), {},
                 f"images of shape ({n}, 3, {h}, {w}), alphas of shape ({n}, 3), an orthonormal basis")
@@ -445,11 +453,18 @@ def _judge_lighting(case: Case, value, error) -> str | None:
 LIGHTING = [_lighting_case(3, 4, 5, 51), _lighting_case(5, 6, 6, 52)]
 
 
-def _random_lighting_case(n, alpha_std, seed) -> Case:
-    images = _colour_images(n, 4, 4, seed)
+def _hidden_lighting(seed: int, count: int = 4) -> list[Case]:
+    rng = np.random.default_rng(seed)
+    return [_lighting_case(int(rng.integers(1, 8)), int(rng.integers(2, 10)), int(rng.integers(2, 10)),
+                           int(rng.integers(2**31)), alpha_std=float(rng.choice([0.05, 0.1, 0.2, 0.5])))
+            for _ in range(count)]
+
+
+def _random_lighting_case(n, alpha_std, seed, h=4, w=4) -> Case:
+    images = _colour_images(n, h, w, seed)
     values, vectors = _basis(seed + 1)
     return Case((images, values, vectors, alpha_std, seed), {},
-                f"{n} images of shape (3, 4, 4), alpha_std={alpha_std}, a generator seeded with {seed} (twice)")
+                f"{n} images of shape (3, {h}, {w}), alpha_std={alpha_std}, a generator seeded with {seed} (twice)")
 
 
 def _judge_random_lighting(case: Case, value, error) -> str | None:
@@ -491,6 +506,15 @@ def _judge_random_lighting(case: Case, value, error) -> str | None:
 
 
 RANDOM_LIGHTING = [_random_lighting_case(400, 0.1, 61), _random_lighting_case(300, 0.5, 62)]
+
+
+def _hidden_random_lighting(seed: int, count: int = 2) -> list[Case]:
+    # At least 300 images, so that the spread of the alphas read back is judged as tightly as in the visible test;
+    # alpha_std away from 1, where the alphas squared or not scaled would look right.
+    rng = np.random.default_rng(seed)
+    return [_random_lighting_case(int(rng.integers(300, 501)), float(rng.choice([0.05, 0.1, 0.2, 0.3, 0.5])),
+                                  int(rng.integers(2**31)), h=int(rng.integers(2, 7)), w=int(rng.integers(2, 7)))
+            for _ in range(count)]
 
 
 # --- the experiment ----------------------------------------------------------------------------------------------
@@ -617,6 +641,8 @@ SPEC = LabSpec(
         Test("test_drop_block_seeds_hidden", "sample_seeds", "drop_block_seeds, hidden cases", _hidden_seeds,
              _judge_seeds, hidden=True),
         Test("test_smooth_labels", "smooth_labels", "smooth_labels", fixed_cases(SMOOTH_LABELS), _judge_smooth_labels),
+        Test("test_smooth_labels_hidden", "smooth_labels", "smooth_labels, hidden cases", _hidden_targets,
+             _judge_smooth_labels, hidden=True),
         Test("test_smoothing_loss", "label_smoothing_loss", "label_smoothing_loss", fixed_cases(LOSS), _judge_loss),
         Test("test_smoothing_stable", "label_smoothing_loss", "label_smoothing_loss, large logits", fixed_cases(STABLE),
              _judge_loss),
@@ -629,8 +655,12 @@ SPEC = LabSpec(
         Test("test_pca_components_hidden", "rgb_principal_components", "rgb_principal_components, hidden cases",
              _hidden_components, _judge_components, hidden=True),
         Test("test_pca_lighting", "pca_lighting", "pca_lighting", fixed_cases(LIGHTING), _judge_lighting),
+        Test("test_pca_lighting_hidden", "pca_lighting", "pca_lighting, hidden cases", _hidden_lighting,
+             _judge_lighting, hidden=True),
         Test("test_random_lighting", "sample_lighting", "random_lighting", fixed_cases(RANDOM_LIGHTING),
              _judge_random_lighting),
+        Test("test_random_lighting_hidden", "sample_lighting", "random_lighting, hidden cases",
+             _hidden_random_lighting, _judge_random_lighting, hidden=True),
         Test("test_experiment", "run_experiment", "train_with, every regularizer", _visible_experiment,
              _judge_experiment),
         Test("test_experiment_hidden", "run_experiment", "train_with, hidden digits", _hidden_experiment,
