@@ -24,7 +24,6 @@ from course_lib.grading.backprop import (
     explain_conv2d_dx,
     explain_max_pool2d_backward,
 )
-from course_lib.grading.grader import answer_cells
 from course_lib.grading.labs import get_spec
 from course_lib.grading.scan import copied_from, scan_answer
 from course_lib.layers import functional as CF

@@ -22,7 +22,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from course_lib.grading.grader import answer_cells
 from course_lib.grading.initialization import (
     Candidate,
     Sample,

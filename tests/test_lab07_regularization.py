@@ -19,7 +19,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.grading.grader import answer_cells
 from course_lib.grading.labs import get_spec
 from course_lib.grading.labs.lab07_regularization import (
     PREAMBLE, REGULARIZERS, Heldout, experiment_data, label_permutation,
