@@ -318,3 +318,16 @@ def test_every_student_whose_grading_fails_twice_gets_a_zero_with_the_reason(tmp
     }
     assert sorted(zeros) == ["bob", "dia"]
     assert (tmp_path / "reports" / "lab01_convolution" / "bob.log").read_text().startswith("[INFO] Sanitizing")
+
+
+def test_label_derangement_renames_every_class_secretly_per_lab_and_submission():
+    from course_lib.grading.spec import derived_seed, label_derangement
+
+    perms = {(lab, seed): label_derangement(lab, seed) for lab in ("lab05_lenet", "lab07_regularization")
+             for seed in range(40)}
+    for perm in perms.values():
+        assert sorted(perm.tolist()) == list(range(10)) and not (perm == torch.arange(10)).any()
+    assert torch.equal(label_derangement("lab05_lenet", 3), perms["lab05_lenet", 3])  # fixed for a submission
+    assert len({tuple(p.tolist()) for p in perms.values()}) > 70  # and different across labs and seeds
+    assert derived_seed("lab05_lenet", 3, "labels") != derived_seed("lab05_lenet", 3, "training")
+    assert len(label_derangement("lab05_lenet", 3, classes=3)) == 3

@@ -26,7 +26,11 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Case", "Test", "LabSpec", "Verdict", "fixed_cases", "run_test", "submission_seed"]
+import numpy as np
+import torch
+
+__all__ = ["Case", "Test", "LabSpec", "Verdict", "derived_seed", "fixed_cases", "label_derangement", "run_test",
+           "submission_seed"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,22 @@ def submission_seed(key: bytes, lab: str, student: str) -> int:
     """
     digest = hmac.new(key, f"{lab}\0{student}".encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "little")
+
+
+def derived_seed(lab: str, seed: int, purpose: str) -> int:
+    """A number drawn from a submission's ``seed`` for one ``purpose`` of ``lab``; knowing one does not tell
+    another (a hash), so a lab can derive its secret relabelling, its data and its training seed apart."""
+    return int.from_bytes(hashlib.sha256(f"{lab}\0{purpose}\0{seed}".encode()).digest()[:8], "little")
+
+
+def label_derangement(lab: str, seed: int, classes: int = 10) -> torch.Tensor:
+    """The secret renaming of the classes for a submission of ``lab``: class c is called ``perm[c]``, and no
+    class keeps its label (a derangement), so answers trained on the true labels score about zero."""
+    rng = np.random.default_rng(derived_seed(lab, seed, "labels"))
+    while True:
+        perm = rng.permutation(classes)
+        if not (perm == np.arange(classes)).any():
+            return torch.from_numpy(perm).long()
 
 
 def run_test(spec: LabSpec, grade_id: str, namespace: Mapping[str, Any]) -> None:

@@ -36,13 +36,11 @@ would double the time a submission takes).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,7 +48,7 @@ from ...models.lenet import LeNet, lenet5, lenet_modern
 from ...train import evaluate, fit, train_step
 from ..checks import check_tensor, raised
 from ..forbid import forbid_calls
-from ..spec import Case, LabSpec, Test, fixed_cases
+from ..spec import Case, LabSpec, Test, derived_seed, fixed_cases, label_derangement
 
 __all__ = ["SPEC", "PREAMBLE", "Heldout", "label_permutation", "training_seed", "explain_shapes", "explain_forward",
            "explain_features", "TIME_BUDGET_S"]
@@ -403,17 +401,12 @@ def _digits():
 
 
 def _derived(seed: int, purpose: str) -> int:
-    """A number drawn from ``seed`` for one ``purpose``; knowing one does not tell another (a hash)."""
-    return int.from_bytes(hashlib.sha256(f"lab05_lenet\0{purpose}\0{seed}".encode()).digest()[:8], "little")
+    return derived_seed("lab05_lenet", seed, purpose)
 
 
 def label_permutation(seed: int) -> torch.Tensor:
     """The secret relabelling of a submission: digit d is called ``perm[d]``; no digit keeps its label."""
-    rng = np.random.default_rng(_derived(seed, "labels"))
-    while True:
-        perm = rng.permutation(10)
-        if not (perm == np.arange(10)).any():
-            return torch.from_numpy(perm).long()
+    return label_derangement("lab05_lenet", seed)
 
 
 def training_seed(seed: int) -> int:

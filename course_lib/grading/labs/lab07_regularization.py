@@ -24,7 +24,6 @@ the answer cells) that build a seeded ``torch.Generator`` in the sandbox, which 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,7 +55,7 @@ from ..regularization import (
     smooth_labels_reference,
     smoothing_loss_reference,
 )
-from ..spec import Case, LabSpec, Test, fixed_cases
+from ..spec import Case, LabSpec, Test, derived_seed, fixed_cases, label_derangement
 
 __all__ = ["SPEC", "PREAMBLE", "REGULARIZERS", "Heldout", "label_permutation", "experiment_data"]
 
@@ -539,16 +538,12 @@ def experiment_data():
 
 
 def _derived(seed: int, purpose: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"lab07_regularization\0{purpose}\0{seed}".encode()).digest()[:8], "little")
+    return derived_seed("lab07_regularization", seed, purpose)
 
 
 def label_permutation(seed: int) -> torch.Tensor:
-    """The secret renaming of the classes for a submission: digit d is called ``perm[d]``; no digit keeps its label."""
-    rng = np.random.default_rng(_derived(seed, "labels"))
-    while True:
-        perm = rng.permutation(10)
-        if not (perm == np.arange(10)).any():
-            return torch.from_numpy(perm).long()
+    """The secret relabelling of a submission: digit d is called ``perm[d]``; no digit keeps its label."""
+    return label_derangement("lab07_regularization", seed)
 
 
 TRAIN_DIGITS = 500
