@@ -103,6 +103,18 @@ def handed_in_answers(source_nb) -> list[tuple[str, str]]:
             and not c.metadata["nbgrader"].get("grade")]
 
 
+def kernel_after(preamble: str, answers: list[tuple[str, str]], **replaced) -> dict:
+    """What the grader's sandbox holds, as the student's kernel does after the setup cell: the lab's ``preamble``,
+    then the ``answers`` (grade_id, code), then ``replaced`` (name -> object, a wrong answer put in place of the
+    solution's after the cells, so that the preamble's helpers call it)."""
+    names: dict = {}
+    exec(preamble, names)
+    for grade_id, source in answers:
+        exec(compile(source, f"<answer cell {grade_id}>", "exec"), names)
+    names.update(replaced)
+    return names
+
+
 def cells_of_kind(nb, kind: str):
     """(nbgrader metadata, cell) of the cells of one kind, in order: ``"test"`` (autograded tests), ``"answer"``
     (autograded answers) or ``"written"`` (answers an instructor grades)."""

@@ -31,7 +31,7 @@ from course_lib.grading.normalization import (
 )
 from course_lib.grading.scan import copied_from, scan_answer
 from course_lib.layers import functional as CF
-from nbgrader_course import cells_of_kind, handed_in_answers
+from nbgrader_course import cells_of_kind, handed_in_answers, kernel_after
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,13 +46,8 @@ FUNCTIONS = ("batchnorm_forward", "batchnorm_backward", "layernorm_forward", "gr
 
 
 def namespace(**replaced) -> dict:
-    """The student's kernel after the setup cell (the preamble) and the answer cells, with ``replaced`` functions."""
-    names: dict = {}
-    exec(PREAMBLE, names)
-    for _, source in SOLUTION_CELLS:
-        exec(compile(source, "<answer cell>", "exec"), names)
-    names.update(replaced)
-    return names
+    """The preamble and the solution's answer cells as the grader loads them, with ``replaced`` definitions."""
+    return kernel_after(PREAMBLE, SOLUTION_CELLS, **replaced)
 
 
 SOLUTION = namespace()

@@ -36,7 +36,7 @@ from course_lib.grading.initialization import (
 from course_lib.grading.labs import get_spec
 from course_lib.grading.labs.lab04_initialization import MAX_SAMPLE, MIN_SAMPLE, PREAMBLE
 from course_lib.grading.scan import copied_from, scan_answer
-from nbgrader_course import cells_of_kind, handed_in_answers
+from nbgrader_course import cells_of_kind, handed_in_answers, kernel_after
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,13 +52,8 @@ DRAW_TESTS = [t.grade_id for t in SPEC.tests if t.function.startswith("draw_")]
 
 
 def namespace(**replaced) -> dict:
-    """What the grader's sandbox holds: the preamble, the answer cells, then ``replaced`` (name -> function)."""
-    names: dict = {}
-    exec(PREAMBLE, names)
-    for _, source in SOLUTION_CELLS:
-        exec(compile(source, "<answer cell>", "exec"), names)
-    names.update(replaced)
-    return names
+    """The preamble and the solution's answer cells as the grader loads them, with ``replaced`` definitions."""
+    return kernel_after(PREAMBLE, SOLUTION_CELLS, **replaced)
 
 
 SOLUTION = namespace()

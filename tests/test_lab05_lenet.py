@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from course_lib.grading.grader import answer_cells, grade_answers
+from course_lib.grading.grader import grade_answers
 from course_lib.grading.labs import get_spec
 from course_lib.grading.labs.lab05_lenet import (
     PARAMETERS, PREAMBLE, Heldout, _digits, explain_features, explain_shapes, label_permutation, training_seed,
@@ -29,27 +29,20 @@ from course_lib.grading.labs.lab05_lenet import (
 from course_lib.grading.sandbox import Limits
 from course_lib.grading.scan import copied_from, scan_answer
 from course_lib.models.lenet import LeNet, lenet5
+from nbgrader_course import handed_in_answers, kernel_after
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTION = REPO / "solutions" / "lab05_lenet" / "lab05_lenet.ipynb"
 SPEC = get_spec("lab05_lenet")
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.M)
-
-
 def solution_cells() -> list[tuple[str, str]]:
     """The solution's answer cells as a student hands them in: (grade_id, source), markers removed."""
-    nb = nbformat.read(SOLUTION, as_version=4)
-    return [(name, _MARKERS.sub("", source)) for name, source in answer_cells(nb)]
+    return handed_in_answers(nbformat.read(SOLUTION, as_version=4))
 
 
 def notebook_namespace(cells=None) -> dict:
     """What the student's kernel holds after the setup cell (the preamble) and the answer cells."""
-    namespace: dict = {}
-    exec(PREAMBLE, namespace)
-    for _, source in cells if cells is not None else solution_cells():
-        exec(source, namespace)
-    return namespace
+    return kernel_after(PREAMBLE, cells if cells is not None else solution_cells())
 
 
 # --- networks as students write them ----------------------------------------------------------------------

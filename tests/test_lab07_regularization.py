@@ -39,7 +39,7 @@ from course_lib.grading.regularization import (
 from course_lib.grading.scan import copied_from, scan_answer
 from course_lib.layers.functional import regularization as CR
 from course_lib.train import augment
-from nbgrader_course import cells_of_kind, handed_in_answers
+from nbgrader_course import cells_of_kind, handed_in_answers, kernel_after
 from sandbox_checks import require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,14 +55,8 @@ EXPERIMENT = {"test_experiment", "test_experiment_hidden"}
 
 
 def namespace(**replaced) -> dict:
-    """The preamble and the answer cells run as the grader loads them; ``replaced`` puts other definitions in place
-    of the solution's (a wrong answer), after the cells, so the preamble's helpers call them."""
-    ns: dict = {}
-    exec(PREAMBLE, ns)
-    for _, source in SOLUTION_CELLS:
-        exec(compile(source, "<answer cell>", "exec"), ns)
-    ns.update(replaced)
-    return ns
+    """The preamble and the solution's answer cells as the grader loads them, with ``replaced`` definitions."""
+    return kernel_after(PREAMBLE, SOLUTION_CELLS, **replaced)
 
 
 SOLUTION = namespace()
