@@ -331,3 +331,20 @@ def test_label_derangement_renames_every_class_secretly_per_lab_and_submission()
     assert len({tuple(p.tolist()) for p in perms.values()}) > 70  # and different across labs and seeds
     assert derived_seed("lab05_lenet", 3, "labels") != derived_seed("lab05_lenet", 3, "training")
     assert len(label_derangement("lab05_lenet", 3, classes=3)) == 3
+
+
+def test_scan_flags_an_answer_that_redefines_a_helper_of_the_setup_cell_but_not_one_that_uses_it():
+    spec = get_spec("lab04_initialization")
+    protected = spec.preamble_names()
+    assert {"draw_xavier_uniform", "run_lsuv", "ACTIVATIONS"} <= protected and "torch" not in protected
+    hostile = {
+        "def draw_xavier_uniform(*args):\n    return []": "redefines draw_xavier_uniform",
+        "ACTIVATIONS = {}": "redefines ACTIVATIONS",
+        "from math import sqrt as run_lsuv": "redefines run_lsuv",
+        "for draw_orthogonal in range(3):\n    pass": "redefines draw_orthogonal",
+    }
+    for source, reason in hostile.items():
+        flags = scan_answer("fans", source, spec.forbidden, protected)
+        assert any(reason in f.reason for f in flags), (source, [str(f) for f in flags])
+    honest = "def lsuv(layers, x, activation):\n    phi = ACTIVATIONS[activation]\n    return phi(x)"
+    assert scan_answer("lsuv", honest, spec.forbidden, protected) == []

@@ -118,8 +118,9 @@ def grade_answers(cells: Sequence[tuple[str, str]], spec: LabSpec, seed: int, *,
 
     start = time.perf_counter()
     result = SubmissionResult(spec.name)
+    protected = spec.preamble_names()
     for name, source in cells:
-        result.flags += scan_answer(name, source, spec.forbidden)
+        result.flags += scan_answer(name, source, spec.forbidden, protected)
         result.flags += copied_from(name, source, spec.originals)
     with AnswerSandbox(list(cells), limits=limits or spec.limits_for(Limits()), preamble=spec.preamble) as box:
         result.load_errors = {name: r.error or "failed" for name, r in box.load_errors.items()}

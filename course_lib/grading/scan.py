@@ -25,7 +25,7 @@ import io
 import keyword
 import textwrap
 import tokenize
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Flag", "scan_answer", "similarity", "copied_from", "similar_pairs", "TRICKS"]
@@ -83,7 +83,7 @@ def _dotted(node: ast.AST) -> str:
     return ".".join(reversed(parts)) if parts else ""
 
 
-def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Flag]:
+def scan_answer(cell: str, source: str, forbidden: Mapping[str, str], protected: Collection[str] = ()) -> list[Flag]:
     """Flags for one answer cell: forbidden names of the lab, and tricks (see :data:`TRICKS`).
 
     ``forbidden`` maps a name, an attribute or a dotted path (``"F.unfold"``,
@@ -92,6 +92,10 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
     what the answer reaches *in something else*: attributes (``torch.nn.LazyConv2d``),
     imported names, names looked up with getattr; never the answer's own names
     (its function ``conv2d_loops`` is not a library convolution).
+
+    ``protected`` are names the lab's trusted setup defines for the grader (its
+    preamble's helpers): using them is fine, defining or assigning them is flagged,
+    since it changes what the sandbox tells the grader.
     """
     try:
         tree = ast.parse(source)
@@ -157,6 +161,17 @@ def scan_answer(cell: str, source: str, forbidden: Mapping[str, str]) -> list[Fl
         elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name):
             if node.value.func.id in {"globals", "vars", "locals"}:
                 flag(node, f"uses {node.value.func.id}()[...]: reaches names indirectly")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined = node.name
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            defined = node.id
+        elif isinstance(node, ast.alias):
+            defined = node.asname or node.name.split(".")[0]
+        else:
+            continue
+        if defined in protected:
+            flag(node, f"redefines {defined}: a helper of the lab's setup cell, which the grader calls")
     for node, size in _large_literals(tree, lines):
         flag(node, f"holds a literal of {size:,} characters: data pasted into the answer (weights, labels)?")
     return sorted(flags.values(), key=lambda f: (f.line, f.reason))

@@ -98,6 +98,20 @@ class LabSpec:
             raise ValueError(f"{self.name}: limits names no field of Limits: {sorted(unknown)}")
         return replace(configured, **{name: max(getattr(configured, name), value) for name, value in self.limits.items()})
 
+    def preamble_names(self) -> frozenset[str]:
+        """The names the preamble defines at its top level (helpers the grader calls, their tables), not those
+        it imports: an answer may use them, and the scan flags an answer that defines or assigns them."""
+        import ast
+
+        names = set()
+        for node in ast.parse(self.preamble).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        return frozenset(names)
+
     def run(self, grade_id: str, namespace: Mapping[str, Any]) -> None:
         """What a test cell of the lab notebook calls: ``LAB.run("test_loops_basic", globals())``."""
         run_test(self, grade_id, namespace)
