@@ -26,7 +26,8 @@ in one fresh namespace, like a notebook. A cell that raises is recorded in
 helper functions for the grader to call (e.g. one that builds the student's
 ``nn.Module`` and returns its output); they share the namespace with the
 cells, so a cell can replace them - which only changes what the sandbox
-answers, and the grader judges the answer anyway.
+answers, and the grader judges the answer anyway (the static scan flags such a
+cell for the instructor: ``LabSpec.preamble_names``).
 
 What is enforced, and how
 -------------------------
