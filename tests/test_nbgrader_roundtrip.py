@@ -148,31 +148,26 @@ def test_average_pooling_mistake_costs_its_tests_only_and_is_named(graded):
     assert "Likely cause: not divided by the window" in feedback_html(course, sub)
 
 
-def test_unscaled_dropout_costs_its_tests_only_and_is_named(graded):
+# Planted mistakes that cost exactly their own tests: (student, lab, the tests lost, the cause the feedback names).
+COSTS_ITS_TESTS_ONLY = [
+    ("dropout_not_rescaled", "lab03_normalization",
+     {"test_dropout_train", "test_dropout_backward", "test_dropout_hidden"}, "dropout not rescaled"),
+    ("relu_gain_forgotten", "lab04_initialization",
+     {"test_he_normal", "test_he_options", "test_he_hidden"}, "ReLU gain forgotten"),
+    ("block_not_rescaled", "lab07_regularization",
+     {"test_drop_block_output", "test_drop_block_hidden"}, "block mask not rescaled"),
+]
+
+
+@pytest.mark.parametrize(("student", "lab", "lost_tests", "cause"), COSTS_ITS_TESTS_ONLY,
+                         ids=[student for student, *_ in COSTS_ITS_TESTS_ONLY])
+def test_a_planted_mistake_costs_its_tests_only_and_is_named(graded, student, lab, lost_tests, cause):
     course, subs = graded
-    sub = subs["dropout_not_rescaled", "lab03_normalization"]
-    tests, _ = cell_ids("lab03_normalization")
+    sub = subs[student, lab]
+    tests, _ = cell_ids(lab)
     lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
-    assert lost == {"test_dropout_train", "test_dropout_backward", "test_dropout_hidden"}
-    assert "Likely cause: dropout not rescaled" in feedback_html(course, sub)
-
-
-def test_he_without_the_relu_gain_costs_its_tests_only_and_is_named(graded):
-    course, subs = graded
-    sub = subs["relu_gain_forgotten", "lab04_initialization"]
-    tests, _ = cell_ids("lab04_initialization")
-    lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
-    assert lost == {"test_he_normal", "test_he_options", "test_he_hidden"}
-    assert "Likely cause: ReLU gain forgotten" in feedback_html(course, sub)
-
-
-def test_unscaled_drop_block_costs_its_tests_only_and_is_named(graded):
-    course, subs = graded
-    sub = subs["block_not_rescaled", "lab07_regularization"]
-    tests, _ = cell_ids("lab07_regularization")
-    lost = {name for name in tests if sub.results[name][0] != sub.results[name][1]}
-    assert lost == {"test_drop_block_output", "test_drop_block_hidden"}
-    assert "Likely cause: block mask not rescaled" in feedback_html(course, sub)
+    assert lost == lost_tests
+    assert f"Likely cause: {cause}" in feedback_html(course, sub)
 
 
 def test_an_unpadded_lenet_loses_every_test_and_is_named(graded):
