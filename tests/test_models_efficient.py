@@ -4,6 +4,8 @@ The recorded parameter counts (checked for every model by tests/test_models_regi
 torchvision's twins, multiply-adds match the papers, torchvision weights transfer with equal
 outputs, the width / depth multipliers change the layers as the papers' tables say, and the
 small-input variants run on 32x32 images. Big models are built on the meta device only.
+The last section checks what chapter 14 measures: the separable factorisation, MobileNet v1's
+Table 2 shares, torchvision's published operation counts, SqueezeNet against AlexNet.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.ops import StochasticDepth
@@ -298,3 +301,87 @@ def test_densenet_blocks_grow_by_k_and_transitions_halve():
     halved = [getattr(model.features, f"transition{i}").conv.out_channels for i in (1, 2, 3)]
     assert halved == [c // 2 for c in channels[:3]]
     assert len(densenet.DENSENET_BLOCKS["densenet169"]) == 4
+
+
+# ----------------------------------------------------------------------------- chapter 14's measurements
+
+
+@pytest.mark.parametrize("m, n, k, stride", [(8, 16, 3, 1), (5, 7, 5, 2), (16, 4, 7, 1)])
+def test_depthwise_separable_is_a_standard_conv_with_a_factorised_weight(m, n, k, stride):
+    # W[o, i, :, :] = P[o, i] K[i, :, :]: the separable pair is the standard conv with this constrained weight.
+    torch.manual_seed(0)
+    separable = DepthwiseSeparableConv2d(m, n, k, stride).double()
+    depthwise, pointwise = separable.depthwise[0].weight, separable.pointwise[0].weight  # (m, 1, k, k), (n, m, 1, 1)
+    weight = pointwise[:, :, 0, 0, None, None] * depthwise[None, :, 0]  # (n, m, k, k)
+    x = torch.randn(2, m, 11, 11, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(separable(x), F.conv2d(x, weight, stride=stride, padding=k // 2), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("m, n, k, size, stride", [(3, 32, 3, 16, 1), (64, 128, 3, 14, 2), (128, 128, 5, 8, 1),
+                                                   (256, 512, 7, 7, 1)])
+def test_depthwise_separable_cost_ratio_for_several_shapes(m, n, k, size, stride):
+    with torch.device("meta"):
+        full = nn.Conv2d(m, n, k, stride, padding=k // 2, bias=False)
+        separable = DepthwiseSeparableConv2d(m, n, k, stride)
+    ratio = count_flops(separable, (1, m, size, size)).total / count_flops(full, (1, m, size, size)).total
+    assert ratio == pytest.approx(1 / n + 1 / k**2, rel=1e-12)
+    assert n_params(separable) / n_params(full) == pytest.approx(1 / n + 1 / k**2, rel=1e-12)
+
+
+def test_mobilenet_v1_shares_by_layer_kind_are_the_papers_table_2():
+    # Howard et al. 2017, Table 2 (percent of mult-adds, percent of weights; the paper leaves out biases and BN).
+    published = {"1x1": (94.86, 74.59), "dw": (3.06, 1.06), "fc": (0.18, 24.33)}
+    model = meta_model("mobilenet_v1")
+    macs_by_kind, weights_by_kind = {}, {}
+    rows = {row["name"]: row["macs"] for row in count_flops(model, (1, 3, 224, 224)).rows}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, nn.Linear):
+                kind = "fc"
+            else:
+                kind = "dw" if module.groups > 1 else "1x1" if module.kernel_size == (1, 1) else "3x3"
+            macs_by_kind[kind] = macs_by_kind.get(kind, 0) + rows[name]
+            weights_by_kind[kind] = weights_by_kind.get(kind, 0) + module.weight.numel()
+    total_macs, total_weights = sum(macs_by_kind.values()), sum(weights_by_kind.values())
+    for kind, (macs_percent, weights_percent) in published.items():
+        assert 100 * macs_by_kind[kind] / total_macs == pytest.approx(macs_percent, abs=0.006)
+        assert 100 * weights_by_kind[kind] / total_weights == pytest.approx(weights_percent, abs=0.006)
+
+
+def test_mobilenet_v1_resolution_multiplier_scales_convs_by_rho_squared_and_keeps_the_weights():
+    model = meta_model("mobilenet_v1")
+    convs = lambda size: sum(r["macs"] for r in count_flops(model, (1, 3, size, size)).rows if r["type"] == "Conv2d")
+    at_224 = convs(224)
+    for size in (160, 128):
+        assert convs(size) * 224**2 == at_224 * size**2  # exactly rho^2: every map is a multiple of 7 x 7 / 224
+    assert n_params(meta_model("mobilenet_v1")) == n_params(model)  # the weights do not depend on the input size
+
+
+@pytest.mark.parametrize(
+    "name", ["mobilenet_v2", "squeezenet1_0", "squeezenet1_1", "efficientnet_b0", "efficientnet_b2", "efficientnet_b3"]
+)
+def test_mult_adds_are_torchvisions_published_ops(name):
+    # torchvision's metadata labels "_ops" GFLOPS, but it holds multiply-adds (billions), at the weights' eval size.
+    weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    size = weights.transforms().crop_size[0]  # 288 for B2, not the 260 of the scaling table
+    assert round(macs(meta_model(name), size) / 1e3, 3) == weights.meta["_ops"]
+
+
+def test_squeezenet_has_50_times_fewer_parameters_than_alexnet_but_not_fewer_operations():
+    # Iandola et al. 2016: "AlexNet-level accuracy with 50x fewer parameters"; v1.1 (the authors' repository):
+    # "2.4x less computation than SqueezeNet 1.0".
+    alexnet, v10, v11 = meta_model("alexnet"), meta_model("squeezenet1_0"), meta_model("squeezenet1_1")
+    assert n_params(alexnet) / n_params(v10) == pytest.approx(48.94, abs=0.01)
+    assert macs(v10, 224) > macs(alexnet, 224)  # late downsampling spends operations on large maps
+    assert 2.3 < macs(v10, 224) / macs(v11, 224) < 2.45
+
+
+def test_efficientnet_repeats_are_rounded_up_per_stage_like_torchvisions():
+    # ceil(1.1 n) for B1: every stage of B0 gains a block (16 -> 23), which is why B1 costs 1.8x B0, not 1.1 x 1.07^2.
+    for name, blocks in [("efficientnet_b0", 16), ("efficientnet_b1", 23), ("efficientnet_b3", 26)]:
+        ours = sum(len(stage) for stage in meta_model(name).features[1:-1])
+        with torch.device("meta"):
+            theirs = torchvision.models.get_model(name).features[1:-1]
+        assert ours == sum(len(stage) for stage in theirs) == blocks
+    assert macs(meta_model("efficientnet_b1"), 240) / macs(meta_model("efficientnet_b0"), 224) == pytest.approx(1.78, abs=0.01)

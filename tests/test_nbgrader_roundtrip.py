@@ -38,6 +38,10 @@ relu_gain_forgotten = planted("he_normal", "gain = math.sqrt(2.0 / (1 + negative
 # Lab 5's planted mistake: C1 without its padding of 2 (the parameters are right, the forward pass fails in F5).
 c1_not_padded = planted("lenet5", "self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)",
                         "self.c1 = nn.Conv2d(1, 6, kernel_size=5)")
+# Lab 6's planted mistake: squeeze-and-excitation without the sigmoid on its gate.
+se_without_sigmoid = planted(
+    "squeeze_excitation", "s = torch.sigmoid(self.fc2(F.relu(self.fc1(z))))  # excitation: (N, C), each gate in (0, 1)",
+    "s = self.fc2(F.relu(self.fc1(z)))")
 # Lab 7's planted mistake: DropBlock's output not rescaled by numel / kept.
 block_not_rescaled = planted("drop_block", "    return x * mask * (mask.numel() / kept), mask", "    return x * mask, mask")
 
@@ -54,6 +58,7 @@ PLANTED = {
     "dropout_not_rescaled": ("lab03_normalization", dropout_not_rescaled),
     "relu_gain_forgotten": ("lab04_initialization", relu_gain_forgotten),
     "c1_not_padded": ("lab05_lenet", c1_not_padded),
+    "se_without_sigmoid": ("lab06_modern_blocks", se_without_sigmoid),
     "block_not_rescaled": ("lab07_regularization", block_not_rescaled),
 }
 
@@ -154,6 +159,8 @@ COSTS_ITS_TESTS_ONLY = [
      {"test_dropout_train", "test_dropout_backward", "test_dropout_hidden"}, "dropout not rescaled"),
     ("relu_gain_forgotten", "lab04_initialization",
      {"test_he_normal", "test_he_options", "test_he_hidden"}, "ReLU gain forgotten"),
+    ("se_without_sigmoid", "lab06_modern_blocks",
+     {"test_se_forward", "test_se_hidden"}, "the excitation has no sigmoid"),
     ("block_not_rescaled", "lab07_regularization",
      {"test_drop_block_output", "test_drop_block_hidden"}, "block mask not rescaled"),
 ]
