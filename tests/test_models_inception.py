@@ -14,8 +14,10 @@ from course_lib.models.inception import (
     GoogLeNetOutputs,
     InceptionModule,
     InceptionOutputs,
+    NaiveInceptionModule,
     inception_loss,
     inception_multiplies,
+    weight_layer_depth,
 )
 from model_helpers import meta_model, n_params
 
@@ -275,6 +277,33 @@ def test_multiplies_match_flop_counter(kernel_5x5):
     assert count_flops(module, (1, 192, 28, 28)).macs == expected
 
 
+@pytest.mark.parametrize("kernel_5x5", [5, 3])
+def test_naive_module_multiplies_match_flop_counter(kernel_5x5):
+    # Figure 2a with 3a's widths: the 3x3 and 5x5 convs read all 192 channels, the pooled input passes through.
+    with torch.device("meta"):
+        module = NaiveInceptionModule(192, 64, 128, 32, kernel_5x5=kernel_5x5)
+    expected = inception_multiplies(192, 64, 0, 128, 0, 32, 0, 28, bottleneck=False, kernel_5x5=kernel_5x5)
+    assert count_flops(module, (1, 192, 28, 28)).macs == expected["total"]
+    assert expected["total"] == 28 * 28 * 192 * (64 + 128 * 3 * 3 + 32 * kernel_5x5**2)
+
+
+def test_naive_module_output_passes_the_pooled_input_through():
+    module = NaiveInceptionModule(6, 2, 3, 4, batch_norm=False).eval()
+    x = torch.randn(2, 6, 9, 9, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = module(x)
+    assert module.out_channels == 2 + 3 + 4 + 6 and out.shape == (2, 15, 9, 9)
+    torch.testing.assert_close(out[:, 9:], nn.functional.max_pool2d(x, 3, stride=1, padding=1))
+    conv5 = module.branch3.conv
+    assert conv5.kernel_size == (5, 5) and conv5.in_channels == 6 and conv5.bias is not None
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"ch3x3": 0}, "ch3x3"), ({"kernel_5x5": 2}, "kernel_5x5")])
+def test_naive_module_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NaiveInceptionModule(**{"in_channels": 8, "ch1x1": 4, "ch3x3": 4, "ch5x5": 4, **kwargs})
+
+
 def test_multiplies_validates():
     with pytest.raises(ValueError, match="ch3x3"):
         inception_multiplies(192, 64, 96, -1, 16, 32, 32, 28)
@@ -303,3 +332,63 @@ def test_options_are_validated(name, options, match):
         return
     with pytest.raises(ValueError, match=match):
         meta_model(name, **options)
+
+
+# --------------------------------------------------------------------------- depth: layers with weights
+
+
+@pytest.mark.parametrize(
+    ("build", "input_shape", "published_depth"),
+    [
+        (lambda: create_model("googlenet"), (1, 3, 224, 224), 22),  # "22 layers deep when counting only layers with parameters"
+        (lambda: create_model("googlenet", paper=True, aux_logits=True), (1, 3, 224, 224), 22),
+        (lambda: torchvision.models.vgg16(), (1, 3, 32, 32), 16),  # 13 convs + 3 fully connected
+        (lambda: torchvision.models.vgg19(), (1, 3, 32, 32), 19),
+        (lambda: torchvision.models.resnet18(), (1, 3, 32, 32), 18),  # the projection shortcuts are shorter paths
+        (lambda: torchvision.models.resnet50(), (1, 3, 32, 32), 50),
+    ],
+)
+def test_weight_layer_depth_matches_published_depths(build, input_shape, published_depth):
+    with torch.device("meta"):
+        model = build()
+    assert weight_layer_depth(model, input_shape) == published_depth
+
+
+class _TwoBranches(nn.Module):
+    """A 1-conv branch beside a 3-conv branch, concatenated, then a linear layer: depth 3 + 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.short = nn.Conv2d(2, 2, 1)
+        self.long = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2),
+                                  nn.Conv2d(2, 2, 3, padding=1))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.cat([self.short(x), self.long(x)], dim=1)
+        return self.fc(x.mean((2, 3)))
+
+
+def test_weight_layer_depth_takes_the_deepest_branch_and_restores_the_mode():
+    model = _TwoBranches().train()
+    assert weight_layer_depth(model, (2, 2, 5, 5)) == 4
+    assert model.training
+    plain = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(1))
+    assert weight_layer_depth(plain.eval(), (1, 1, 8, 8)) == 1 and not plain.training
+    assert weight_layer_depth(nn.Sequential(nn.ReLU()), (1, 1, 4, 4)) == 0
+
+
+def test_weight_layer_depth_validates():
+    with pytest.raises(ValueError, match="input_shape"):
+        weight_layer_depth(nn.Conv2d(1, 1, 1), 4)
+
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2, 2))
+
+        def forward(self, x):
+            return self.w.sum(0)
+
+    with pytest.raises(ValueError, match="depend"):
+        weight_layer_depth(Constant(), (1, 2))

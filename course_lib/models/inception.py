@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_flag, check_int, check_probability
+from .._checks import check_flag, check_int, check_module, check_probability
 from ..layers import ConvNormAct
 from ..init import torchvision_init_
 from .registry import published, register_model
@@ -59,12 +59,14 @@ __all__ = [
     "InceptionE",
     "InceptionModule",
     "InceptionOutputs",
+    "NaiveInceptionModule",
     "InceptionV3",
     "InceptionV3Aux",
     "googlenet",
     "inception_loss",
     "inception_multiplies",
     "inception_v3",
+    "weight_layer_depth",
 ]
 
 #: Weight of each auxiliary classifier's loss in the training loss (GoogLeNet paper, Section 5).
@@ -267,6 +269,122 @@ class InceptionModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
         return torch.cat(branches, dim=1)
+
+
+class NaiveInceptionModule(nn.Module):
+    """GoogLeNet's naive inception module (paper, Figure 2a): no 1x1 reductions, no pool projection.
+
+    Four branches read the same input; their outputs are concatenated along the channels::
+
+        branch1: 1x1 conv (ch1x1)
+        branch2: 3x3 conv (ch3x3), reading all in_channels
+        branch3: 5x5 conv (ch5x5), reading all in_channels
+        branch4: 3x3 max-pool, stride 1 (the in_channels pass through)
+
+    Every branch keeps the grid, so the output has ``ch1x1 + ch3x3 + ch5x5 + in_channels``
+    channels: the pool branch alone makes every module wider than its input, and
+    the 3x3 and 5x5 convs pay for every input channel. :func:`inception_multiplies`
+    with ``bottleneck=False`` counts its multiplies. Branch names match
+    :class:`InceptionModule`'s, so the two can be compared branch by branch.
+    Shapes: (N, in_channels, H, W) -> (N, ch1x1 + ch3x3 + ch5x5 + in_channels, H, W).
+
+    Args:
+        in_channels: channels of the input.
+        ch1x1, ch3x3, ch5x5: filters of the three convolutions (the paper's #1x1, #3x3, #5x5).
+        kernel_5x5: kernel of the "5x5" branch (odd).
+        batch_norm: Conv-BN-ReLU (True) or Conv-ReLU with bias (False, the paper).
+    """
+
+    def __init__(
+        self, in_channels: int, ch1x1: int, ch3x3: int, ch5x5: int, kernel_5x5: int = 5, batch_norm: bool = True
+    ):
+        super().__init__()
+        check_int("in_channels", in_channels, 1)
+        for name, value in (("ch1x1", ch1x1), ("ch3x3", ch3x3), ("ch5x5", ch5x5)):
+            check_int(name, value, 1)
+        check_int("kernel_5x5", kernel_5x5, 1)
+        if kernel_5x5 % 2 == 0:  # an even kernel cannot keep the grid
+            raise ValueError(f"kernel_5x5 must be odd, got {kernel_5x5!r}")
+        check_flag("batch_norm", batch_norm)
+
+        conv = partial(_conv, norm_layer=nn.BatchNorm2d if batch_norm else None)
+        self.branch1 = conv(in_channels, ch1x1, 1)
+        self.branch2 = conv(in_channels, ch3x3, 3)
+        self.branch3 = conv(in_channels, ch5x5, kernel_5x5)
+        self.branch4 = nn.MaxPool2d(3, stride=1, padding=1)
+        self.out_channels = ch1x1 + ch3x3 + ch5x5 + in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
+        return torch.cat(branches, dim=1)
+
+
+# --------------------------------------------------------------------------- depth: layers with weights
+
+
+def weight_layer_depth(model: nn.Module, input_shape) -> int:
+    """Number of layers with weights on the deepest input-to-output path of ``model``, found by autograd.
+
+    This is how papers count depth ("22 layers" for GoogLeNet, 16 for VGG-16, 18 for
+    ResNet-18): a layer counts when it multiplies by a weight (a conv or a linear layer;
+    a weight is a parameter with 2 or more dimensions, so biases, BatchNorm and other
+    per-channel scales do not count), parallel branches count by their deepest one,
+    and pooling, activations, concatenation and additions count 0.
+
+    Method: one eval-mode forward pass of zeros of ``input_shape`` (N, C, H, W) with
+    gradients on; then a walk over the autograd graph from the output back to the
+    input. An operation of the graph is a weight layer when one of its inputs comes
+    from a weight and not from the input image; the depth of an operation is the
+    largest depth among its inputs that lead back to the image, plus one for a weight
+    layer. The model's mode is restored afterwards. Auxiliary heads run only in training
+    mode, so they are not on the path (GoogLeNet's deepest path is the main one anyway).
+
+    Returns:
+        The depth, an int >= 0. ``ValueError`` if the output does not depend on the input.
+    """
+    check_module("model", model)
+    if not (isinstance(input_shape, (tuple, list, torch.Size)) and len(input_shape) >= 2):
+        raise ValueError(f"input_shape must be a tuple like (N, C, H, W), got {input_shape!r}")
+    param = next(model.parameters(), None)
+    like = {"dtype": param.dtype, "device": param.device} if param is not None else {}
+    x = torch.zeros(tuple(input_shape), requires_grad=True, **like)
+    weights = {id(p) for p in model.parameters() if p.ndim >= 2}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            out = model(x)
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.grad_fn is None:
+        raise ValueError("the model's output must be a tensor that depends on the input")
+
+    # Post-order walk (iterative: the graph of a deep network is deeper than Python's recursion limit).
+    # For every node: its depth if it leads back to the input (else None), and whether it leads to a weight.
+    depth: dict = {}
+    to_weight: dict = {}
+    stack = [(out.grad_fn, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in depth:
+            continue
+        children = [child for child, _ in node.next_functions if child is not None]
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if child not in depth)
+            continue
+        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf tensor
+        if variable is not None:
+            depth[node] = 0 if variable is x else None
+            to_weight[node] = id(variable) in weights
+            continue
+        from_input = [depth[child] for child in children if depth[child] is not None]
+        is_weight_layer = any(to_weight[child] and depth[child] is None for child in children)
+        to_weight[node] = any(to_weight[child] for child in children)
+        depth[node] = max(from_input) + int(is_weight_layer) if from_input else None
+    if depth[out.grad_fn] is None:
+        raise ValueError("the model's output does not depend on its input")
+    return depth[out.grad_fn]
 
 
 # --------------------------------------------------------------------------- GoogLeNet
