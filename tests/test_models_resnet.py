@@ -356,3 +356,58 @@ def test_builders_validate_sizes_when_called_directly():
         resnet.resnet18(num_classes=0)
     with pytest.raises(ValueError, match="in_channels"):
         resnet.resnet20(in_channels=2.5)
+
+
+# ----------------------------------------------------------------------------- the CIFAR nets' width option
+
+
+def cifar_count(n: int, width: int, num_classes: int, in_channels: int) -> int:
+    """Closed form of a CIFAR ResNet's parameters with option A (He et al. 2016, Sec. 4.2): a 3x3 stem conv
+    with `width` channels + BN, three stages of n basic blocks (two 3x3 convs + 2 BNs each) with width,
+    2 width and 4 width channels, and the fc."""
+
+    def block(c_in, c_out):
+        return 9 * c_in * c_out + 9 * c_out * c_out + 2 * 2 * c_out
+
+    total = 9 * in_channels * width + 2 * width
+    c_in = width
+    for c_out in (width, 2 * width, 4 * width):
+        total += block(c_in, c_out) + (n - 1) * block(c_out, c_out)
+        c_in = c_out
+    return total + 4 * width * num_classes + num_classes
+
+
+@pytest.mark.parametrize("name, n", [("resnet20", 3), ("resnet56", 9), ("plain20", 3), ("plain110", 18)])
+@pytest.mark.parametrize("width", [4, 8, 16])
+def test_cifar_width_option_matches_the_closed_form(name, n, width):
+    assert n_params(meta_model(name, num_classes=10, width=width)) == cifar_count(n, width, 10, 3)
+    assert n_params(meta_model(name, num_classes=7, in_channels=1, width=width)) == cifar_count(n, width, 7, 1)
+
+
+def test_cifar_default_width_is_the_papers():
+    assert cifar_count(3, 16, 10, 3) == 269_722  # He et al. 2016, Table 6: ResNet-20, 0.27M
+    torch.manual_seed(0)
+    default = create_model("resnet20", num_classes=10)
+    torch.manual_seed(0)
+    explicit = create_model("resnet20", num_classes=10, width=16)
+    for (name, a), (_, b) in zip(default.state_dict().items(), explicit.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("name", ["resnet32", "plain32"])
+def test_narrow_cifar_net_stages_and_forward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=1, width=8)
+    assert [model.layer1[0].conv1.out_channels, model.layer2[0].conv1.out_channels,
+            model.layer3[0].conv1.out_channels] == [8, 16, 32]
+    out = eval_forward(model, torch.randn(2, 1, 8, 8))  # the 8x8 digits: 8x8, 4x4, 2x2 maps
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    # The residual net's stage transitions zero-pad (option A); the plain twin has no shortcut at all.
+    assert any(isinstance(m, ZeroPadShortcut) for m in model.modules()) == name.startswith("resnet")
+
+
+@pytest.mark.parametrize("width", [0, 2.5, True, "8"])
+@pytest.mark.parametrize("name", ["resnet20", "plain56"])
+def test_invalid_width_is_refused(name, width):
+    with pytest.raises(ValueError, match="width must be an int >= 1"):
+        create_model(name, width=width)

@@ -50,6 +50,8 @@ Builder options (``create_model(name, **options)``; a builder refuses any other 
 - ``drop_path_rate`` (every residual net): stochastic depth; block ``l`` of
   ``L`` drops its residual branch with probability ``l / L * drop_path_rate``.
 - ``dropout`` (pre-activation nets): dropout between the two 3x3 convs (WRN).
+- ``width`` (CIFAR ResNets and their plain twins): the first stage's channels,
+  16 by default as in the paper; the later stages have 2x and 4x as many.
 
 The plain nets keep every layer of their residual twin and drop the addition
 ``+ shortcut(x)``. Nothing replaces the projections at stage transitions: the
@@ -843,11 +845,18 @@ def preact_resnet18(
 
 
 def _cifar_resnet(
-    n: int, num_classes: int, in_channels: int, shortcut: str | None, drop_path_rate: float = 0.0
+    n: int,
+    num_classes: int,
+    in_channels: int,
+    shortcut: str | None,
+    drop_path_rate: float = 0.0,
+    width: int = CIFAR_WIDTHS[0],
 ) -> ResNet:
-    """The CIFAR ResNet (or plain net) of depth 6n + 2 on 32x32 inputs."""
+    """The CIFAR ResNet (or plain net) of depth 6n + 2 on 32x32 inputs; its stages have ``width``,
+    ``2 width`` and ``4 width`` channels (the paper's 16, 32, 64 by default)."""
+    check_int("width", width, 1)
     return ResNet(
-        BasicBlock, (n, n, n), CIFAR_WIDTHS, num_classes, in_channels,
+        BasicBlock, (n, n, n), (width, 2 * width, 4 * width), num_classes, in_channels,
         small_input=True, shortcut=shortcut, drop_path_rate=drop_path_rate,
     )
 
@@ -861,17 +870,26 @@ def _cifar_resnet(
     ],
 )
 def resnet20(
-    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    shortcut: str = "A",
+    drop_path_rate: float = 0.0,
+    width: int = 16,
 ) -> ResNet:
     """ResNet-20 for CIFAR (He et al. 2016, Sec. 4.2, n = 3), option A shortcuts by default.
 
     Args:
         shortcut: ``"A"``, ``"B"`` or ``"C"`` (see :data:`SHORTCUTS`).
         drop_path_rate: stochastic depth, the last block's drop probability.
+        width: channels of the first stage (16 in the paper); the second and third
+            stages have twice and four times as many. A narrow net (e.g. 8) makes
+            the degradation experiment cheap enough for a CPU.
 
-    Shapes: (N, in_channels, 32, 32) -> (N, num_classes). The other CIFAR ResNets take the same arguments.
+    Shapes: (N, in_channels, 32, 32) -> (N, num_classes). The other CIFAR ResNets and the plain
+    twins (``plain20`` ... ``plain110``, which take ``width`` but no ``shortcut``) take the same arguments.
     """
-    return _cifar_resnet(3, num_classes, in_channels, shortcut, drop_path_rate)
+    return _cifar_resnet(3, num_classes, in_channels, shortcut, drop_path_rate, width)
 
 
 @register_model(
@@ -883,10 +901,15 @@ def resnet20(
     ],
 )
 def resnet32(
-    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    shortcut: str = "A",
+    drop_path_rate: float = 0.0,
+    width: int = 16,
 ) -> ResNet:
     """ResNet-32 for CIFAR (n = 5). Input 32x32."""
-    return _cifar_resnet(5, num_classes, in_channels, shortcut, drop_path_rate)
+    return _cifar_resnet(5, num_classes, in_channels, shortcut, drop_path_rate, width)
 
 
 @register_model(
@@ -898,10 +921,15 @@ def resnet32(
     ],
 )
 def resnet44(
-    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    shortcut: str = "A",
+    drop_path_rate: float = 0.0,
+    width: int = 16,
 ) -> ResNet:
     """ResNet-44 for CIFAR (n = 7). Input 32x32."""
-    return _cifar_resnet(7, num_classes, in_channels, shortcut, drop_path_rate)
+    return _cifar_resnet(7, num_classes, in_channels, shortcut, drop_path_rate, width)
 
 
 @register_model(
@@ -913,10 +941,15 @@ def resnet44(
     ],
 )
 def resnet56(
-    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    shortcut: str = "A",
+    drop_path_rate: float = 0.0,
+    width: int = 16,
 ) -> ResNet:
     """ResNet-56 for CIFAR (n = 9). Input 32x32."""
-    return _cifar_resnet(9, num_classes, in_channels, shortcut, drop_path_rate)
+    return _cifar_resnet(9, num_classes, in_channels, shortcut, drop_path_rate, width)
 
 
 @register_model(
@@ -928,10 +961,15 @@ def resnet56(
     ],
 )
 def resnet110(
-    num_classes: int = 1000, in_channels: int = 3, *, shortcut: str = "A", drop_path_rate: float = 0.0
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    shortcut: str = "A",
+    drop_path_rate: float = 0.0,
+    width: int = 16,
 ) -> ResNet:
     """ResNet-110 for CIFAR (n = 18). Input 32x32."""
-    return _cifar_resnet(18, num_classes, in_channels, shortcut, drop_path_rate)
+    return _cifar_resnet(18, num_classes, in_channels, shortcut, drop_path_rate, width)
 
 
 @register_model(
@@ -939,34 +977,34 @@ def resnet110(
     paper=_HE_2016,
     params=[published(334_072, "computed: = resnet20 (option A adds no parameters, He et al. 2016, Sec. 4.2)")],
 )
-def plain20(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+def plain20(num_classes: int = 1000, in_channels: int = 3, *, width: int = 16) -> ResNet:
     """Plain-20 for CIFAR (He et al. 2016, Fig. 6 left): resnet20 without shortcuts. Input 32x32."""
-    return _cifar_resnet(3, num_classes, in_channels, shortcut=None)
+    return _cifar_resnet(3, num_classes, in_channels, shortcut=None, width=width)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(528_504, "computed: = resnet32")])
-def plain32(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+def plain32(num_classes: int = 1000, in_channels: int = 3, *, width: int = 16) -> ResNet:
     """Plain-32 for CIFAR: resnet32 without shortcuts. Input 32x32."""
-    return _cifar_resnet(5, num_classes, in_channels, shortcut=None)
+    return _cifar_resnet(5, num_classes, in_channels, shortcut=None, width=width)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(722_936, "computed: = resnet44")])
-def plain44(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+def plain44(num_classes: int = 1000, in_channels: int = 3, *, width: int = 16) -> ResNet:
     """Plain-44 for CIFAR: resnet44 without shortcuts. Input 32x32."""
-    return _cifar_resnet(7, num_classes, in_channels, shortcut=None)
+    return _cifar_resnet(7, num_classes, in_channels, shortcut=None, width=width)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(917_368, "computed: = resnet56")])
-def plain56(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+def plain56(num_classes: int = 1000, in_channels: int = 3, *, width: int = 16) -> ResNet:
     """Plain-56 for CIFAR: resnet56 without shortcuts. Input 32x32."""
-    return _cifar_resnet(9, num_classes, in_channels, shortcut=None)
+    return _cifar_resnet(9, num_classes, in_channels, shortcut=None, width=width)
 
 
 @register_model(input_size=32, paper=_HE_2016, params=[published(1_792_312, "computed: = resnet110")])
-def plain110(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
+def plain110(num_classes: int = 1000, in_channels: int = 3, *, width: int = 16) -> ResNet:
     """Plain-110 for CIFAR (He et al. 2016: "more than 60% error", not shown in Fig. 6): resnet110 without
     shortcuts. Input 32x32."""
-    return _cifar_resnet(18, num_classes, in_channels, shortcut=None)
+    return _cifar_resnet(18, num_classes, in_channels, shortcut=None, width=width)
 
 
 @register_model(
