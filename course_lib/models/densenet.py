@@ -23,6 +23,17 @@ torchvision's weights. Input: 224x224 images (any size >= 32 works; the
 head averages whatever map is left). ``small_input=True`` swaps the stem for a
 3x3 stride-1 conv without the max-pool, for 32x32 CIFAR images (the blocks
 are unchanged: a 4x4 map reaches the head).
+
+Memory. The plain forward pass concatenates as the formula reads: layer ``l``
+gets a new tensor ``[x_0, ..., x_{l-1}]`` of ``C_0 + (l - 1) k`` channels, and its
+first batch norm keeps that tensor for the backward pass, so the activations a
+block keeps grow with the *square* of its depth. ``memory_efficient=True``
+(Pleiss et al. 2017, "Memory-efficient implementation of DenseNets"; torchvision's
+option of the same name) recomputes each layer's concatenation, BN, ReLU and 1x1
+conv during the backward pass (``torch.utils.checkpoint``) instead of keeping them:
+the same outputs and gradients, activations linear in depth, more compute. Like
+torchvision's, the recomputation runs the first batch norm of each layer a second
+time in training mode, so its running statistics take two steps per mini-batch.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_flag, check_probability
 from .registry import published, register_model
@@ -63,19 +75,43 @@ def _dense_layer(in_channels: int, growth_rate: int, bn_size: int, drop_rate: fl
 class DenseBlock(nn.ModuleDict):
     """``num_layers`` dense layers, each fed the concatenation of the block input and all earlier outputs.
 
+    ``memory_efficient=True`` recomputes each layer's concatenation-BN-ReLU-conv1x1 in the
+    backward pass instead of keeping it (see the module docstring): same results, activation
+    memory linear instead of quadratic in ``num_layers``.
+
     Shapes: (N, C, H, W) -> (N, C + num_layers * growth_rate, H, W).
     """
 
-    def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int = 4, drop_rate: float = 0.0):
+    def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int = 4, drop_rate: float = 0.0,
+                 memory_efficient: bool = False):
         super().__init__()
+        check_flag("memory_efficient", memory_efficient)
         for i in range(num_layers):
             self[f"denselayer{i + 1}"] = _dense_layer(in_channels + i * growth_rate, growth_rate, bn_size, drop_rate)
         self.out_channels = in_channels + num_layers * growth_rate
+        self.memory_efficient = memory_efficient
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.memory_efficient and torch.is_grad_enabled():
+            return self._forward_recomputing(x)
         for layer in self.values():
             x = torch.cat([x, layer(x)], dim=1)  # [x_0, ..., x_{l-1}] grows by k channels per layer
         return x
+
+    def _forward_recomputing(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function; for backward it keeps, per layer, only its k new maps and the
+        bn_size k-channel maps around its 3x3 conv (the concatenation and the 1x1 conv are recomputed)."""
+        features = [x]
+        for layer in self.values():
+            def bottleneck(*maps, layer=layer):  # [x_0, ..., x_{l-1}] -> BN-ReLU-conv1x1, (N, bn_size k, H, W)
+                return layer.conv1(layer.relu1(layer.norm1(torch.cat(maps, dim=1))))
+
+            inner = checkpoint(bottleneck, *features, use_reentrant=False)
+            new = layer.conv2(layer.relu2(layer.norm2(inner)))
+            if hasattr(layer, "dropout"):  # drop_rate > 0
+                new = layer.dropout(new)
+            features.append(new)
+        return torch.cat(features, dim=1)
 
 
 def _transition(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -114,6 +150,7 @@ class DenseNet(nn.Module):
         drop_rate: dropout after each dense layer (0 for the ImageNet models; 0.2 on CIFAR without augmentation).
         num_classes, in_channels: outputs of the classifier, channels of the input images.
         small_input: 3x3 stride-1 stem without max-pool, for 32x32 inputs.
+        memory_efficient: recompute instead of keep inside the dense blocks (see :class:`DenseBlock`).
 
     Shapes: (N, in_channels, H, W) -> (N, num_classes). DenseNet-121 at 224x224:
     stem 56x56x64 -> block1 56x56x256 -> trans 28x28x128 -> block2 28x28x512 ->
@@ -131,6 +168,7 @@ class DenseNet(nn.Module):
         num_classes: int = 1000,
         in_channels: int = 3,
         small_input: bool = False,
+        memory_efficient: bool = False,
     ):
         super().__init__()
         if not (isinstance(compression, (int, float)) and 0 < compression <= 1):
@@ -141,7 +179,7 @@ class DenseNet(nn.Module):
         self.features = nn.Sequential(_stem(in_channels, num_init_features, small_input))
         channels = num_init_features
         for i, num_layers in enumerate(block_config, start=1):
-            block = DenseBlock(num_layers, channels, growth_rate, bn_size, drop_rate)
+            block = DenseBlock(num_layers, channels, growth_rate, bn_size, drop_rate, memory_efficient)
             self.features.add_module(f"denseblock{i}", block)
             channels = block.out_channels
             if i < len(block_config):
