@@ -17,8 +17,8 @@ from course_lib.models.inception import (
     NaiveInceptionModule,
     inception_loss,
     inception_multiplies,
-    weight_layer_depth,
 )
+from course_lib.analysis import weight_layer_depth
 from model_helpers import meta_model, n_params
 
 

@@ -1,7 +1,8 @@
 """Measuring networks: output sizes, receptive fields, parameter and FLOP counts, statistics, timings."""
 
 from .counting import FlopCount, count_flops, count_parameters, parameter_table
-from .depth import DEEP_MLP_ACTIVATIONS, DEPTH_LAYER_TYPES, deep_mlp, signal_variances
+from .memory import ActivationMemory, activation_memory
+from .depth import DEEP_MLP_ACTIVATIONS, DEPTH_LAYER_TYPES, deep_mlp, signal_variances, weight_layer_depth
 from .receptive_field import (
     POINTWISE_LAYERS,
     ReceptiveField,
@@ -15,6 +16,7 @@ from .stats import DEFAULT_LAYER_TYPES, activation_stats, gradient_stats, update
 from .timing import compare_timings, time_function
 
 __all__ = [
+    "ActivationMemory",
     "DEEP_MLP_ACTIVATIONS",
     "DEFAULT_LAYER_TYPES",
     "DEPTH_LAYER_TYPES",
@@ -22,6 +24,7 @@ __all__ = [
     "POINTWISE_LAYERS",
     "ReceptiveField",
     "ReceptiveField2d",
+    "activation_memory",
     "activation_stats",
     "compare_timings",
     "count_flops",
@@ -36,4 +39,5 @@ __all__ = [
     "signal_variances",
     "time_function",
     "update_ratios",
+    "weight_layer_depth",
 ]

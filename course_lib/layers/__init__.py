@@ -7,12 +7,13 @@ PyTorch lacks, or one that a chapter builds itself (``Conv2d``).
 
 from . import functional
 from .blocks import ConvNormAct, make_divisible
-from .attention import CBAM, SelfAttention2d, SqueezeExcitation
+from .attention import CBAM, AttentionRecorder, SelfAttention2d, SqueezeExcitation, record_attention
 from .conv import Conv2d, DepthwiseSeparableConv2d
 from .highway import HighwayLayer
 from .modules import DropBlock2d, DropConnectLinear, DropPath, LocalContrastNorm, Maxout, StochasticPool2d
 
 __all__ = [
+    "AttentionRecorder",
     "CBAM",
     "Conv2d",
     "ConvNormAct",
@@ -28,4 +29,5 @@ __all__ = [
     "StochasticPool2d",
     "functional",
     "make_divisible",
+    "record_attention",
 ]

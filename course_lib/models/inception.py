@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_flag, check_int, check_module, check_probability
+from .._checks import check_flag, check_int, check_probability
 from ..layers import ConvNormAct
 from ..init import torchvision_init_
 from .registry import published, register_model
@@ -66,7 +66,6 @@ __all__ = [
     "inception_loss",
     "inception_multiplies",
     "inception_v3",
-    "weight_layer_depth",
 ]
 
 #: Weight of each auxiliary classifier's loss in the training loss (GoogLeNet paper, Section 5).
@@ -317,74 +316,6 @@ class NaiveInceptionModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
         return torch.cat(branches, dim=1)
-
-
-# --------------------------------------------------------------------------- depth: layers with weights
-
-
-def weight_layer_depth(model: nn.Module, input_shape) -> int:
-    """Number of layers with weights on the deepest input-to-output path of ``model``, found by autograd.
-
-    This is how papers count depth ("22 layers" for GoogLeNet, 16 for VGG-16, 18 for
-    ResNet-18): a layer counts when it multiplies by a weight (a conv or a linear layer;
-    a weight is a parameter with 2 or more dimensions, so biases, BatchNorm and other
-    per-channel scales do not count), parallel branches count by their deepest one,
-    and pooling, activations, concatenation and additions count 0.
-
-    Method: one eval-mode forward pass of zeros of ``input_shape`` (N, C, H, W) with
-    gradients on; then a walk over the autograd graph from the output back to the
-    input. An operation of the graph is a weight layer when one of its inputs comes
-    from a weight and not from the input image; the depth of an operation is the
-    largest depth among its inputs that lead back to the image, plus one for a weight
-    layer. The model's mode is restored afterwards. Auxiliary heads run only in training
-    mode, so they are not on the path (GoogLeNet's deepest path is the main one anyway).
-
-    Returns:
-        The depth, an int >= 0. ``ValueError`` if the output does not depend on the input.
-    """
-    check_module("model", model)
-    if not (isinstance(input_shape, (tuple, list, torch.Size)) and len(input_shape) >= 2):
-        raise ValueError(f"input_shape must be a tuple like (N, C, H, W), got {input_shape!r}")
-    param = next(model.parameters(), None)
-    like = {"dtype": param.dtype, "device": param.device} if param is not None else {}
-    x = torch.zeros(tuple(input_shape), requires_grad=True, **like)
-    weights = {id(p) for p in model.parameters() if p.ndim >= 2}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            out = model(x)
-    finally:
-        model.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.grad_fn is None:
-        raise ValueError("the model's output must be a tensor that depends on the input")
-
-    # Post-order walk (iterative: the graph of a deep network is deeper than Python's recursion limit).
-    # For every node: its depth if it leads back to the input (else None), and whether it leads to a weight.
-    depth: dict = {}
-    to_weight: dict = {}
-    stack = [(out.grad_fn, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if node in depth:
-            continue
-        children = [child for child, _ in node.next_functions if child is not None]
-        if not expanded:
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if child not in depth)
-            continue
-        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf tensor
-        if variable is not None:
-            depth[node] = 0 if variable is x else None
-            to_weight[node] = id(variable) in weights
-            continue
-        from_input = [depth[child] for child in children if depth[child] is not None]
-        is_weight_layer = any(to_weight[child] and depth[child] is None for child in children)
-        to_weight[node] = any(to_weight[child] for child in children)
-        depth[node] = max(from_input) + int(is_weight_layer) if from_input else None
-    if depth[out.grad_fn] is None:
-        raise ValueError("the model's output does not depend on its input")
-    return depth[out.grad_fn]
 
 
 # --------------------------------------------------------------------------- GoogLeNet
