@@ -1,11 +1,14 @@
-"""Print the zoo table: every registered model's parameters and GFLOPs at its usual input size.
+"""Print the zoo table: every registered model's parameters, GFLOPs and receptive field at its usual input size.
 
     python benchmarks/model_zoo.py [--num-classes 1000] [--pattern "resnet*"]
 
 Counts come from course_lib itself (meta-device models, torch.utils.flop_counter);
 a multiply-add counts as 2 FLOPs, so GMACs = GFLOPs / 2. Next to each computed
 count, ``published`` is the count its registration records for that configuration
-("-" when none is recorded).
+("-" when none is recorded). The receptive field is that of the last spatial map before
+global pooling / flatten ("-" with the reason in ``note`` when it cannot be computed; "global
+context" for squeeze-and-excitation / attention networks); ``top1`` is torchvision's ImageNet
+top-1 for the same architecture (IMAGENET1K_V1 weights, read offline).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ def main() -> None:
     for column in ("parameters", "published"):
         table[column] = table[column].map(lambda count: "-" if pd.isna(count) else f"{int(count):,}")
     table["gflops"] = table["gflops"].map("{:.3f}".format)
+    table["receptive_field"] = table["receptive_field"].map(lambda r: "-" if pd.isna(r) else f"{int(r)}")
+    table["top1"] = table["top1"].map(lambda a: "-" if pd.isna(a) else f"{a:.2f}")
+    table = table.rename(columns={"receptive_field_note": "note"}).drop(columns=["top1_source"])
     print(table.to_markdown(index=False))
 
 

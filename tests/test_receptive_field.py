@@ -270,3 +270,219 @@ def test_cuda_empirical_receptive_field():
     expected = receptive_field_of(model, (1, 1, 40, 40)).size
     assert empirical_receptive_field(model.cuda(), (1, 1, 40, 40)) == expected == (15, 15)
     assert next(model.parameters()).is_cuda
+
+
+# --- graph_receptive_field: models with branches ----------------------------------------------------
+
+from course_lib.analysis.receptive_field import (  # noqa: E402
+    UnsupportedReceptiveField,
+    graph_receptive_field,
+)
+
+
+@pytest.mark.parametrize(("model", "shape", "size"), _models())
+def test_graph_field_equals_the_chain_calculator_on_chains(model, shape, size):
+    chain = receptive_field_of(model, shape)
+    graph = graph_receptive_field(model, shape)
+    assert (graph.size, graph.jump, graph.start, graph.output_size) == (
+        chain.size, chain.jump, chain.start, chain.output_size)
+    assert not graph.global_context
+
+
+class InceptionLike(nn.Module):
+    """1x1, 1x1-3x3, 1x1-5x5 and 3x3 max-pool-1x1 branches, concatenated along channels, after a stem."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(_conv(1, 4, 3, stride=2, padding=1), nn.ReLU())
+        self.b1 = _conv(4, 2, 1)
+        self.b3 = nn.Sequential(_conv(4, 2, 1), nn.ReLU(), _conv(2, 2, 3, padding=1))
+        self.b5 = nn.Sequential(_conv(4, 2, 1), nn.ReLU(), _conv(2, 2, 5, padding=2))
+        self.bp = nn.Sequential(nn.MaxPool2d(3, 1, padding=1), _conv(4, 2, 1))
+
+    def forward(self, x):
+        x = self.stem(x)
+        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], dim=1)
+
+
+class ResidualProjection(nn.Module):
+    """conv3x3/2 - BN - ReLU - conv3x3 plus a 1x1/2 projection shortcut, then ReLU; twice."""
+
+    def __init__(self, c_in=1, c_out=3):
+        super().__init__()
+        self.body = nn.Sequential(_conv(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                                  _conv(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out))
+        self.shortcut = nn.Sequential(_conv(c_in, c_out, 1, stride=2), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class DenseBlock(nn.Module):
+    """Each layer (BN-ReLU-conv3x3) reads the concatenation of all earlier maps."""
+
+    def __init__(self, c_in=1, growth=2, layers=3):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.BatchNorm2d(c_in + i * growth), nn.ReLU(), _conv(c_in + i * growth, growth, 3, padding=1))
+            for i in range(layers))
+
+    def forward(self, x):
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class ShiftedBranches(nn.Module):
+    """Two branches whose fields are centred differently: a 5x5 conv and a 3x3 conv padded on one side only."""
+
+    def __init__(self):
+        super().__init__()
+        self.wide = _conv(1, 1, 5, padding=2)
+        self.narrow = _conv(1, 1, 3, padding=0)
+
+    def forward(self, x):
+        return self.wide(x)[:, :, 1:-1, 1:-1] + self.narrow(x)
+
+
+def _branched():
+    torch.manual_seed(0)
+    return [
+        pytest.param(InceptionLike(), (1, 1, 33, 33), (11, 11), id="inception"),  # 3 + 4 * 2: the 5x5 branch
+        pytest.param(nn.Sequential(ResidualProjection(), ResidualProjection(3, 3)), (1, 1, 64, 64), (19, 19),
+                     id="residual-projection"),
+        pytest.param(DenseBlock(), (1, 1, 21, 21), (7, 7), id="dense-block"),
+        pytest.param(nn.Sequential(_conv(1, 2, 3, stride=2), DenseBlock(2), nn.AvgPool2d(2)), (1, 1, 41, 41),
+                     (17, 17), id="dense-after-stride"),
+        pytest.param(ShiftedBranches(), (1, 1, 25, 25), (5, 5), id="shifted-branches"),
+    ]
+
+
+@pytest.mark.parametrize(("model", "shape", "size"), _branched())
+def test_graph_field_of_branched_models_matches_the_gradients(model, shape, size):
+    field = graph_receptive_field(model, shape)
+    assert field.size == size
+    assert empirical_receptive_field(model, shape) == size
+    with torch.no_grad():
+        assert field.output_size == tuple(model.eval()(torch.zeros(shape)).shape[2:])
+    assert not field.global_context
+
+
+def test_graph_field_start_locates_a_branched_field():
+    """Unit i is centred on start + i * jump, also where two branches are centred differently."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_conv(1, 1, 3, stride=2, padding=1), ShiftedBranches(), nn.AvgPool2d(2))
+    shape = (1, 1, 45, 45)
+    field = graph_receptive_field(model, shape)
+    unit = (field.output_size[0] // 2, field.output_size[1] // 2)
+    for axis, (first, last) in enumerate(_support_box(model, shape, unit)):
+        assert last - first + 1 == field.size[axis]
+        assert (first + last) / 2 == field.start[axis] + unit[axis] * field.jump[axis]
+
+
+def test_graph_field_of_course_lib_resnet20_matches_the_gradients():
+    from course_lib.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)  # option-A shortcuts: x[:, :, ::2, ::2] and zero channels
+    field = graph_receptive_field(model, (1, 3, 32, 32))
+    # stem 3x3 (3), then 9 blocks of two 3x3 convs at jumps 1, 2, 4 (the strided conv at the old jump):
+    # 3 + 2 * (3 * 2 * 1) + ... = 81, larger than the 32x32 input
+    assert field.size == (81, 81) and field.jump == (4, 4) and field.output_size == (8, 8)
+    assert not field.global_context
+    # on an input large enough to hold it, the gradients see the same field
+    class Features(nn.Module):  # the last map before global pooling, for the gradient measurement
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.forward_features(x)
+
+    big = (1, 3, 96, 96)
+    assert graph_receptive_field(model, big).size == empirical_receptive_field(Features(model), big) == (81, 81)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c=2):
+        super().__init__()
+        self.conv = _conv(1, c, 3, padding=1)
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), _conv(c, c, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x * self.gate(x)
+
+
+def test_a_global_gate_sets_global_context_and_keeps_the_local_size():
+    model = nn.Sequential(SqueezeExcite(), _conv(2, 1, 3, padding=1))
+    field = graph_receptive_field(model, (1, 1, 15, 15))
+    assert field.size == (5, 5) and field.global_context
+    assert empirical_receptive_field(model, (1, 1, 15, 15)) == (15, 15)  # the gate reaches every pixel
+
+
+def test_the_field_is_the_map_before_global_pooling_and_the_model_is_left_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(_conv(1, 2, 5, stride=2), nn.ReLU(), _conv(2, 4, 3), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 3)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    field = graph_receptive_field(model, (1, 1, 31, 31))
+    assert field.size == (9, 9) and field.output_size == (12, 12)
+    assert model.training and next(model.parameters()).device.type == "cpu"
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], atol=0, rtol=0)
+    # the field of the last spatial map can exceed the input
+    deep = nn.Sequential(*[_conv(1, 1, 3, padding=1) for _ in range(20)], nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert graph_receptive_field(deep, (1, 1, 16, 16)).size == (41, 41)
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (nn.Sequential(_conv(1, 2, 3), nn.ConvTranspose2d(2, 1, 2, stride=2)), "transposed"),
+        (nn.Sequential(_conv(1, 2, 3), nn.Upsample(scale_factor=2, mode="bilinear")), "upsample"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), "flattens its input"),
+        (nn.Sequential(_conv(1, 2, 3), nn.AdaptiveAvgPool2d(4)), "resamples"),
+    ],
+    ids=["transposed", "upsample", "mlp", "adaptive-unequal"],
+)
+def test_graph_field_refuses_what_it_cannot_compute(model, match):
+    with pytest.raises(UnsupportedReceptiveField, match=match):
+        graph_receptive_field(model, (1, 1, 8, 8))
+
+
+def test_graph_field_refuses_merging_different_grids_and_spatial_concatenation():
+    class TwoGrids(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = _conv(1, 1, 3, stride=2, padding=1), nn.Sequential(nn.MaxPool2d(2), _conv(1, 1, 1))
+
+        def forward(self, x):  # both 8x8 from 16x16, jumps 2 and 2: fine; then a jump-1 map upsampled: not
+            return self.a(x) + self.b(x)
+
+    assert graph_receptive_field(TwoGrids(), (1, 1, 16, 16)).jump == (2, 2)
+
+    class Mixed(nn.Module):
+        """Two 4x4 maps of an 8x8 input: a 2x2 pool (jump 2) and a 5x5 valid conv (jump 1). Not one grid."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = _conv(1, 1, 5)
+
+        def forward(self, x):
+            return F.avg_pool2d(x, 2) + self.conv(x)
+
+    with pytest.raises(UnsupportedReceptiveField, match="different jumps"):
+        graph_receptive_field(Mixed(), (1, 1, 8, 8))
+
+    class SpatialCat(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x], dim=3)
+
+    with pytest.raises(UnsupportedReceptiveField, match="spatial axis"):
+        graph_receptive_field(SpatialCat(), (1, 1, 8, 8))
+    with pytest.raises(ValueError, match="model must be an nn.Module"):
+        graph_receptive_field("resnet", (1, 1, 8, 8))
+    with pytest.raises(ValueError, match="input_shape"):
+        graph_receptive_field(nn.Sequential(_conv(1, 1, 3)), (8, 8))

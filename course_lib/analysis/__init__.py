@@ -5,9 +5,12 @@ from .memory import ActivationMemory, activation_memory
 from .depth import DEEP_MLP_ACTIVATIONS, DEPTH_LAYER_TYPES, deep_mlp, signal_variances, weight_layer_depth
 from .receptive_field import (
     POINTWISE_LAYERS,
+    GraphReceptiveField,
+    UnsupportedReceptiveField,
     ReceptiveField,
     ReceptiveField2d,
     empirical_receptive_field,
+    graph_receptive_field,
     receptive_field,
     receptive_field_of,
 )
@@ -21,9 +24,11 @@ __all__ = [
     "DEFAULT_LAYER_TYPES",
     "DEPTH_LAYER_TYPES",
     "FlopCount",
+    "GraphReceptiveField",
     "POINTWISE_LAYERS",
     "ReceptiveField",
     "ReceptiveField2d",
+    "UnsupportedReceptiveField",
     "activation_memory",
     "activation_stats",
     "compare_timings",
@@ -32,6 +37,7 @@ __all__ = [
     "deep_mlp",
     "empirical_receptive_field",
     "gradient_stats",
+    "graph_receptive_field",
     "output_size",
     "parameter_table",
     "receptive_field",

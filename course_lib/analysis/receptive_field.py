@@ -19,13 +19,16 @@ border, where some of them are padding). Example: two 3x3 convolutions, the
 first with stride 2: r = 1 + 2 * 1 = 3, j = 2, then r = 3 + 2 * 2 = 7.
 
 :func:`receptive_field` runs the recursion on (kernel, stride, ...) tuples,
-:func:`receptive_field_of` reads them from an ``nn.Sequential``, and
-:func:`empirical_receptive_field` measures the field by back-propagation.
+:func:`receptive_field_of` reads them from an ``nn.Sequential``,
+:func:`graph_receptive_field` follows them through any model that ``torch.fx`` can
+trace (branches united where they meet), and :func:`empirical_receptive_field`
+measures the field by back-propagation.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -38,9 +41,12 @@ from ..layers.geometry import output_size, sliding_windows
 
 __all__ = [
     "POINTWISE_LAYERS",
+    "GraphReceptiveField",
     "ReceptiveField",
     "ReceptiveField2d",
+    "UnsupportedReceptiveField",
     "empirical_receptive_field",
+    "graph_receptive_field",
     "receptive_field",
     "receptive_field_of",
 ]
@@ -312,3 +318,299 @@ def empirical_receptive_field(model: nn.Module, input_shape) -> tuple[int, int]:
     support = x.grad[0].ne(0).any(0)  # (H, W): pixels that influence the unit
     rows, cols = support.any(1).nonzero().flatten(), support.any(0).nonzero().flatten()
     return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Any model: the recursion along the operations it runs
+
+
+class UnsupportedReceptiveField(ValueError):
+    """:func:`graph_receptive_field` cannot give a model's field; the message names the operation and why."""
+
+
+@dataclass(frozen=True)
+class GraphReceptiveField:
+    """Result of :func:`graph_receptive_field`, as (height, width) pairs.
+
+    size, jump, start: the field of the units of the map (as in :class:`ReceptiveField2d`).
+    output_size: that map's spatial size.
+    operation: the operation that produced the map (e.g. ``"aten.cat"``, ``"aten.relu_"``).
+    global_context: True when a global operation fed that map: a squeeze-and-excitation gate,
+        channel attention or self-attention (an (N, C, 1, 1) vector, or a map computed from all
+        positions, combined with the map). Every unit then depends, weakly, on every input
+        pixel; ``size`` counts the convolutions and pools only.
+    """
+
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[float, float]
+    output_size: tuple[int, int]
+    operation: str
+    global_context: bool = False
+
+
+@dataclass(frozen=True)
+class _Field:
+    """(size, jump, start) per spatial axis of a tensor whose last two dimensions are (H, W)."""
+
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[float, float]
+    operation: str
+    global_context: bool = False
+    hw: tuple[int, int] | None = None  # the spatial size of the tensor it was recorded on
+
+
+@dataclass(frozen=True)
+class _Collapsed:
+    """A tensor without spatial layout (after global pooling, flatten, a fully connected layer).
+
+    ``source`` is the field of the map it was read from, the map "before global pooling / flatten".
+    """
+
+    source: _Field
+
+
+def _merge(fields: Sequence[_Field], operation: str, gated: bool) -> _Field:
+    """Union of the fields of maps on the same grid: the merged unit sees what any of them sees."""
+    jumps = {field.jump for field in fields}
+    if len(jumps) > 1:
+        raise UnsupportedReceptiveField(
+            f"{operation} merges maps with different jumps {sorted(jumps)}: they are not on the same grid"
+        )
+    sizes, starts = [], []
+    for axis in range(2):
+        low = min(f.start[axis] - (f.size[axis] - 1) / 2 for f in fields)
+        high = max(f.start[axis] + (f.size[axis] - 1) / 2 for f in fields)
+        sizes.append(int(round(high - low)) + 1)
+        starts.append((low + high) / 2)
+    flag = gated or any(f.global_context for f in fields)
+    return _Field(tuple(sizes), fields[0].jump, tuple(starts), operation, flag)
+
+
+def _window(field: _Field, operation: str, kernel, stride, dilation=(1, 1), before=(0, 0)) -> _Field:
+    """One step of the recursion of :func:`receptive_field` along each axis."""
+    sizes, jumps, starts = [], [], []
+    for axis in range(2):
+        span = dilation[axis] * (kernel[axis] - 1) + 1
+        jump = field.jump[axis]
+        starts.append(field.start[axis] + ((span - 1) / 2 - before[axis]) * jump)
+        sizes.append(field.size[axis] + (span - 1) * jump)
+        jumps.append(jump * stride[axis])
+    return _Field(tuple(sizes), tuple(jumps), tuple(starts), operation, field.global_context)
+
+
+def _hw(value) -> tuple[int, ...] | None:
+    """The last two dimensions of a tensor (its spatial size when it carries a field)."""
+    return tuple(value.shape[-2:]) if isinstance(value, torch.Tensor) and value.ndim >= 2 else None
+
+
+def _pairs(values, default=None) -> tuple[int, int]:
+    """A kernel/stride/padding list of aten (1 or 2 ints, or empty for the default) as a pair."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if not values:
+        values = list(default) if isinstance(default, (list, tuple)) else [default]
+    return (values[0], values[0]) if len(values) == 1 else (values[-2], values[-1])
+
+
+# aten operations that only move data around; the field follows if the last two dimensions survive.
+_LAYOUT_OPS = {
+    "view", "_unsafe_view", "reshape", "unsqueeze", "unsqueeze_", "squeeze", "squeeze_", "flatten", "expand",
+    "clone", "_to_copy", "alias", "detach", "contiguous", "lift_fresh_copy", "copy_", "permute", "transpose", "t",
+    "split", "split_with_sizes", "chunk", "unbind", "slice", "select", "narrow",
+}  # fmt: skip
+_REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp", "prod", "norm"}
+_MAX_POOLS = {"max_pool2d_with_indices", "max_pool2d", "_max_pool2d"}
+
+
+def _dims(dims, ndim: int) -> set[int]:
+    dims = [dims] if isinstance(dims, int) else list(dims or range(ndim))
+    return {d % ndim for d in dims}
+
+
+def _output_state(name: str, func, args, kwargs, out, fields, collapsed):
+    """The state of an operation's output(s) given the states of its tensor inputs."""
+    first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    out_hw = _hw(out[0] if isinstance(out, (tuple, list)) and out else out)
+    in_hw = _hw(first)
+    label = f"aten.{name}"
+    field = fields[0]
+    if name == "convolution":
+        stride, padding, dilation, transposed = args[3], args[4], args[5], args[6]
+        if transposed:
+            raise UnsupportedReceptiveField(f"{label}: a transposed convolution's field varies from unit to unit")
+        if args[1].ndim != 4:
+            raise UnsupportedReceptiveField(f"{label}: only 2-D convolutions, got a {args[1].ndim - 2}-D one")
+        kernel = tuple(args[1].shape[2:])
+        return _window(field, label, kernel, _pairs(stride), _pairs(dilation), _pairs(padding))
+    if name in _MAX_POOLS or name in ("avg_pool2d", "avg_pool3d"):
+        kernel = _pairs(args[1])
+        stride = _pairs(args[2] if len(args) > 2 else [], default=args[1])
+        padding = _pairs(args[3] if len(args) > 3 else 0)
+        dilation = _pairs(args[4] if name in _MAX_POOLS and len(args) > 4 else 1)
+        if name == "avg_pool3d" and not (len(args[1]) == 3 and kernel == (1, 1) and stride == (1, 1)):
+            raise UnsupportedReceptiveField(f"{label}: only pools over channels (as in LocalResponseNorm)")
+        return _window(field, label, kernel, stride, dilation, padding)
+    if name in ("_adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool2d"):
+        if out_hw == in_hw:
+            return field
+        if out_hw == (1, 1):
+            return _Collapsed(field)
+        if all(i % o == 0 for i, o in zip(in_hw, out_hw)):
+            kernel = tuple(i // o for i, o in zip(in_hw, out_hw))
+            return _window(field, label, kernel, kernel)
+        raise UnsupportedReceptiveField(f"{label} resamples {in_hw} to {out_hw}: its windows differ in size")
+    if name in _REDUCTIONS:
+        dims = _dims(args[1] if len(args) > 1 else kwargs.get("dim"), first.ndim)
+        if dims & {first.ndim - 2, first.ndim - 1}:
+            return _Collapsed(field)  # global pooling: every output sees the whole map
+        return field  # a reduction over channels keeps each pixel's own field
+    if name == "cat":
+        tensors = args[0]
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % tensors[0].ndim
+        if dim >= tensors[0].ndim - 2:
+            raise UnsupportedReceptiveField(f"{label} along a spatial axis")
+        return _merge(fields, label, bool(collapsed))
+    if name == "constant_pad_nd":
+        pad = list(args[1]) + [0] * 4
+        left, top = pad[0], pad[2]
+        start = (field.start[0] - top * field.jump[0], field.start[1] - left * field.jump[1])
+        return _Field(field.size, field.jump, start, label, field.global_context)
+    if "batch_norm" in name:  # in eval mode a per-channel affine map with stored statistics
+        return (field, None, None) if isinstance(out, (tuple, list)) else field
+    if name == "native_group_norm":  # statistics over the whole map: every pixel takes part
+        return (dataclasses.replace(field, global_context=True), None, None)
+    if name in ("slice", "narrow", "select") and (args[1] if len(args) > 1 else 0) % first.ndim >= first.ndim - 2:
+        # x[:, :, a::s]: keeps every s-th unit from unit a, a 1-wide window with stride s
+        axis = (args[1] % first.ndim) - (first.ndim - 2)
+        if name == "select":
+            raise UnsupportedReceptiveField(f"{label} picks one row or column of a map")
+        begin = args[2] if len(args) > 2 and args[2] is not None else 0
+        begin = begin % in_hw[axis] if begin < 0 else begin
+        step = args[4] if name == "slice" and len(args) > 4 else 1
+        kernel, stride, before = [1, 1], [1, 1], [0, 0]
+        stride[axis], before[axis] = step, -begin
+        return _window(field, label, kernel, stride, (1, 1), before)
+    if name in ("permute", "transpose", "t") and out_hw != in_hw:
+        raise UnsupportedReceptiveField(f"{label} moves the spatial axes")
+    if name in _LAYOUT_OPS:
+        if out_hw == in_hw and first.ndim >= 3 and out.ndim >= 3:
+            return field
+        # The positions are flattened (into a classifier's input, or into a sequence for attention):
+        # whatever reads them sees every pixel of this map.
+        return _Collapsed(field)
+    if name == "stack":
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.ndim
+        if dim >= out.ndim - 2:
+            raise UnsupportedReceptiveField(f"{label} along a spatial axis")
+        return _merge(fields, label, bool(collapsed))
+    if torch.Tag.pointwise in func.tags or name in ("where", "_softmax", "softmax", "_log_softmax"):
+        if name in ("_softmax", "_log_softmax") and args[1] % first.ndim >= first.ndim - 2:
+            return _Collapsed(field)
+        full = [f for f in fields if f.hw == out_hw]
+        partial = len(full) < len(fields)  # an operand broadcast over the map: a global gate
+        if not full:
+            return _Collapsed(field)
+        return _merge(full, label, bool(collapsed) or partial)
+    raise UnsupportedReceptiveField(f"{label} has an unknown effect on the receptive field")
+
+
+class _FieldMode:
+    """A TorchDispatchMode that records the field of every tensor an operation produces."""
+
+    def __new__(cls, x: torch.Tensor):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Mode(TorchDispatchMode):
+            def __init__(self):
+                super().__init__()
+                self.states: dict[int, tuple[torch.Tensor, object]] = {}
+                self.set(x, _Field((1, 1), (1, 1), (0.0, 0.0), "input", hw=_hw(x)))
+
+            def get(self, tensor):
+                entry = self.states.get(id(tensor))
+                return entry[1] if entry is not None and entry[0] is tensor else None
+
+            def set(self, tensor, state):
+                # The tensor is kept alive with its state, so that its id is never reused.
+                self.states[id(tensor)] = (tensor, state)
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                inputs = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+                states = [(self.get(t), t) for t in inputs]
+                fields = [s for s, _ in states if isinstance(s, _Field)]
+                collapsed = [s for s, _ in states if isinstance(s, _Collapsed)]
+                if fields:
+                    state = _output_state(func.overloadpacket.__name__, func, args, kwargs, out, fields, collapsed)
+                elif collapsed:
+                    state = collapsed[0]  # fully connected layers, a gate's activations, ...
+                else:
+                    return out  # weights, constants, random numbers: no field
+                outputs = out if isinstance(out, (tuple, list)) else (out,)
+                per_output = state if isinstance(state, tuple) else (state,) * len(outputs)
+                for tensor, tensor_state in zip(outputs, per_output):
+                    if isinstance(tensor, torch.Tensor) and tensor_state is not None:
+                        if isinstance(tensor_state, _Field):
+                            tensor_state = dataclasses.replace(tensor_state, hw=_hw(tensor))
+                        self.set(tensor, tensor_state)
+                return out
+
+        return Mode()
+
+
+def graph_receptive_field(model: nn.Module, input_shape) -> GraphReceptiveField:
+    """Theoretical receptive field of any model, branches included, by following the operations it runs.
+
+    The model runs once, in eval mode, on an input of ``input_shape`` (on a
+    copy on the ``meta`` device: shapes without data, so even EfficientNet-B7
+    at 600x600 takes a moment). Every tensor the forward pass creates gets the
+    field of its units, the (size, jump, start) of :func:`receptive_field` per
+    axis: convolutions and pools apply the recursion; pointwise operations,
+    normalisation and reshapes that keep (H, W) keep it; where branches meet
+    (addition, concatenation along channels, products) the fields are united,
+    so the merged unit sees every pixel that some branch sees. Branches must
+    be on the same grid (equal jumps).
+
+    Which map: the field of **the last spatial map before the global pooling /
+    flatten** that the output is read from (the map a classifier sees), or of
+    the output itself when it is spatial. It can exceed the input: the units
+    near the centre then see the whole image and the rest of the field lies in
+    the padding.
+
+    Global operations inside the network (a map multiplied by an (N, C, 1, 1)
+    gate computed from a whole map: squeeze-and-excitation, channel
+    attention; self-attention) set ``global_context``: every later unit then
+    depends on every pixel, and ``size`` counts the convolutions and pools.
+
+    Raises :class:`UnsupportedReceptiveField` (a ValueError) naming the
+    operation: transposed convolutions and upsampling (the field varies from
+    unit to unit), merges of maps on different grids, and operations whose
+    spatial effect is unknown. Never a guess.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    shape = _as_nchw(input_shape)
+    real = any(not t.is_meta for t in [*model.parameters(), *model.buffers()])
+    probe = copy.deepcopy(model).to("meta") if real else model
+    was_training = probe.training
+    x = torch.zeros(shape, device="meta")
+    mode = _FieldMode(x)
+    try:
+        probe.eval()
+        with torch.no_grad(), mode:
+            out = probe(x)
+    except UnsupportedReceptiveField:
+        raise
+    finally:
+        probe.train(was_training)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    state = mode.get(out) if isinstance(out, torch.Tensor) else None
+    field = state.source if isinstance(state, _Collapsed) else state
+    if not isinstance(field, _Field):
+        raise UnsupportedReceptiveField("the model's output depends on no spatial map of the input")
+    if field.operation == "input":
+        raise UnsupportedReceptiveField("the model flattens its input before any convolution or pool (fully "
+                                        "connected): every output sees the whole image, there is no local field")
+    return GraphReceptiveField(field.size, field.jump, field.start, field.hw, field.operation, field.global_context)

@@ -34,7 +34,7 @@ from .registry import (
     published,
     register_model,
 )
-from .zoo import zoo_table  # noqa: E402
+from .zoo import published_top1, zoo_table  # noqa: E402
 
 __all__ = [
     "ModelRecord",
@@ -46,6 +46,7 @@ __all__ = [
     "model_builder",
     "model_record",
     "published",
+    "published_top1",
     "register_model",
     "transfer_state_dict",
     "zoo_table",
