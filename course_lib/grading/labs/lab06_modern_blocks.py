@@ -445,6 +445,17 @@ def _hidden(kind: str, count: int):
     return cases
 
 
+def _block_tests(kind: str, cls: str, cases, n_hidden: int, structure: str, forward: str) -> list[Test]:
+    """A block's three tests, in the notebook's order: its structure, its forward pass, its hidden cases."""
+    describe = f"describe_{kind}"
+    return [
+        Test(f"test_{kind}_structure", describe, f"{cls}, {structure}", fixed_cases(cases), _judge_structure(kind)),
+        Test(f"test_{kind}_forward", describe, f"{cls}, {forward}", fixed_cases(cases), _judge_forward(kind)),
+        Test(f"test_{kind}_hidden", describe, f"{cls}, hidden cases", _hidden(kind, n_hidden),
+             _judge_forward(kind, structure_too=True), hidden=True),
+    ]
+
+
 SPEC = LabSpec(
     name="lab06_modern_blocks",
     preamble=PREAMBLE,
@@ -453,34 +464,16 @@ SPEC = LabSpec(
     originals=ORIGINALS,
     guard=lambda: forbid_calls(ops={}, functions=REFERENCE_FUNCTIONS, why=NO_SHORTCUTS),
     tests=[
-        Test("test_inception_structure", "describe_inception", "InceptionBlock, parameters and output shape",
-             fixed_cases(INCEPTION), _judge_structure("inception")),
-        Test("test_inception_forward", "describe_inception", "InceptionBlock, forward pass", fixed_cases(INCEPTION),
-             _judge_forward("inception")),
-        Test("test_inception_hidden", "describe_inception", "InceptionBlock, hidden cases", _hidden("inception", 3),
-             _judge_forward("inception", structure_too=True), hidden=True),
-        Test("test_basic_structure", "describe_basic", "BasicBlock, parameters, shortcut and output shape",
-             fixed_cases(BASIC), _judge_structure("basic")),
-        Test("test_basic_forward", "describe_basic", "BasicBlock, forward pass in eval and train mode",
-             fixed_cases(BASIC), _judge_forward("basic")),
-        Test("test_basic_hidden", "describe_basic", "BasicBlock, hidden cases", _hidden("basic", 4),
-             _judge_forward("basic", structure_too=True), hidden=True),
-        Test("test_bottleneck_structure", "describe_bottleneck", "BottleneckBlock, parameters, shortcut and output shape",
-             fixed_cases(BOTTLENECK), _judge_structure("bottleneck")),
-        Test("test_bottleneck_forward", "describe_bottleneck", "BottleneckBlock, forward pass in eval and train mode",
-             fixed_cases(BOTTLENECK), _judge_forward("bottleneck")),
-        Test("test_bottleneck_hidden", "describe_bottleneck", "BottleneckBlock, hidden cases", _hidden("bottleneck", 4),
-             _judge_forward("bottleneck", structure_too=True), hidden=True),
-        Test("test_separable_structure", "describe_separable", "DepthwiseSeparableConv, parameters and output shape",
-             fixed_cases(SEPARABLE), _judge_structure("separable")),
-        Test("test_separable_forward", "describe_separable", "DepthwiseSeparableConv, forward pass",
-             fixed_cases(SEPARABLE), _judge_forward("separable")),
-        Test("test_separable_hidden", "describe_separable", "DepthwiseSeparableConv, hidden cases",
-             _hidden("separable", 3), _judge_forward("separable", structure_too=True), hidden=True),
-        Test("test_se_structure", "describe_se", "SqueezeExcitation, parameters and output shape", fixed_cases(SE),
-             _judge_structure("se")),
-        Test("test_se_forward", "describe_se", "SqueezeExcitation, forward pass", fixed_cases(SE), _judge_forward("se")),
-        Test("test_se_hidden", "describe_se", "SqueezeExcitation, hidden cases", _hidden("se", 3),
-             _judge_forward("se", structure_too=True), hidden=True),
+        test
+        for kind, cls, cases, n_hidden, structure, forward in [
+            ("inception", "InceptionBlock", INCEPTION, 3, "parameters and output shape", "forward pass"),
+            ("basic", "BasicBlock", BASIC, 4, "parameters, shortcut and output shape",
+             "forward pass in eval and train mode"),
+            ("bottleneck", "BottleneckBlock", BOTTLENECK, 4, "parameters, shortcut and output shape",
+             "forward pass in eval and train mode"),
+            ("separable", "DepthwiseSeparableConv", SEPARABLE, 3, "parameters and output shape", "forward pass"),
+            ("se", "SqueezeExcitation", SE, 3, "parameters and output shape", "forward pass"),
+        ]
+        for test in _block_tests(kind, cls, cases, n_hidden, structure, forward)
     ],
 )
