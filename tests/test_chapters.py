@@ -4,6 +4,9 @@ Cells tagged ``nbval-check-output`` keep their outputs in the repository
 (`make notebooks`); the executed chapter must print the same, after the
 substitutions in tests/nbval_sanitize.cfg (addresses, durations, rates), by
 nbval's rules: streams merged, images and metadata not compared.
+A cell whose numbers change in their last digits from one CPU to another (a seeded
+but chaotic float32 training run) is tagged ``varies-by-cpu`` instead and is not
+compared; ``python scripts/cpu_sensitive_cells.py book/X.ipynb`` finds such cells.
 """
 
 from __future__ import annotations
