@@ -203,6 +203,18 @@ def inception_multiplies(
     return counts
 
 
+def _module_conv(in_channels: int, widths: dict[str, int], kernel_5x5: int, batch_norm: bool):
+    """Check an inception module's arguments; return its conv builder (Conv-BN-ReLU or Conv-ReLU with bias)."""
+    check_int("in_channels", in_channels, 1)
+    for name, value in widths.items():
+        check_int(name, value, 1)
+    check_int("kernel_5x5", kernel_5x5, 1)
+    if kernel_5x5 % 2 == 0:  # an even kernel cannot keep the grid
+        raise ValueError(f"kernel_5x5 must be odd, got {kernel_5x5!r}")
+    check_flag("batch_norm", batch_norm)
+    return partial(_conv, norm_layer=nn.BatchNorm2d if batch_norm else None)
+
+
 class InceptionModule(nn.Module):
     """GoogLeNet's inception module with dimension reductions (paper, Figure 2b).
 
@@ -249,15 +261,8 @@ class InceptionModule(nn.Module):
         batch_norm: bool = True,
     ):
         super().__init__()
-        check_int("in_channels", in_channels, 1)
-        for name, value in zip(InceptionConfig._fields, (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)):
-            check_int(name, value, 1)
-        check_int("kernel_5x5", kernel_5x5, 1)
-        if kernel_5x5 % 2 == 0:  # an even kernel cannot keep the grid
-            raise ValueError(f"kernel_5x5 must be odd, got {kernel_5x5!r}")
-        check_flag("batch_norm", batch_norm)
-
-        conv = partial(_conv, norm_layer=nn.BatchNorm2d if batch_norm else None)
+        widths = dict(zip(InceptionConfig._fields, (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)))
+        conv = _module_conv(in_channels, widths, kernel_5x5, batch_norm)
 
         self.branch1 = conv(in_channels, ch1x1, 1)
         self.branch2 = nn.Sequential(conv(in_channels, ch3x3red, 1), conv(ch3x3red, ch3x3, 3))
@@ -298,15 +303,7 @@ class NaiveInceptionModule(nn.Module):
         self, in_channels: int, ch1x1: int, ch3x3: int, ch5x5: int, kernel_5x5: int = 5, batch_norm: bool = True
     ):
         super().__init__()
-        check_int("in_channels", in_channels, 1)
-        for name, value in (("ch1x1", ch1x1), ("ch3x3", ch3x3), ("ch5x5", ch5x5)):
-            check_int(name, value, 1)
-        check_int("kernel_5x5", kernel_5x5, 1)
-        if kernel_5x5 % 2 == 0:  # an even kernel cannot keep the grid
-            raise ValueError(f"kernel_5x5 must be odd, got {kernel_5x5!r}")
-        check_flag("batch_norm", batch_norm)
-
-        conv = partial(_conv, norm_layer=nn.BatchNorm2d if batch_norm else None)
+        conv = _module_conv(in_channels, {"ch1x1": ch1x1, "ch3x3": ch3x3, "ch5x5": ch5x5}, kernel_5x5, batch_norm)
         self.branch1 = conv(in_channels, ch1x1, 1)
         self.branch2 = conv(in_channels, ch3x3, 3)
         self.branch3 = conv(in_channels, ch5x5, kernel_5x5)
