@@ -59,6 +59,8 @@ def test_book_builds_with_figures_described_and_assets_local(book_html):
         scripts = re.findall(r"<script[^>]*>.*?</script>", text, re.S)
         twice = {s[:80] for s in scripts if scripts.count(s) > 1}
         assert not twice, f"{page}.html has scripts written twice: {twice}"
+        for own in ("sidebar-toggles.js", "sortable-tables.js"):  # book/_static, added by book/_ext/offline_book.py
+            assert f'src="{"../" * page.count("/")}_static/{own}' in text, f"{page}.html does not load {own}"
     assert (book_html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not served by the book"
     assert (book_html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir(), "MathJax fonts missing"
 

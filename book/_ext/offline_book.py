@@ -9,8 +9,10 @@ A Sphinx extension for Jupyter Book 1.x. It
   script twice under Jupyter Book, and the second ``const THEBE_JS_URL`` is a
   console error on every page;
 * adds ``book/_static``: ``course.css`` (long inline code wraps, wide tables,
-  outputs and formulas scroll inside their own box) and ``sidebar-toggles.js``
-  (the chapter-list and page-contents buttons work, see that file).
+  outputs and formulas scroll inside their own box), ``sidebar-toggles.js``
+  (the chapter-list and page-contents buttons work, see that file) and
+  ``sortable-tables.js`` (a table with the class ``sortable``, such as chapter 10's
+  zoo table, sorts by a click on a column header).
 """
 
 from __future__ import annotations
@@ -75,4 +77,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("build-finished", _copy_mathjax)
     app.add_css_file("course.css")
     app.add_js_file("sidebar-toggles.js", loading_method="defer")
+    app.add_js_file("sortable-tables.js", loading_method="defer")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
