@@ -54,8 +54,7 @@ SOURCE = REPO / "solutions" / "lab06_modern_blocks" / "lab06_modern_blocks.ipynb
 SPEC = get_spec("lab06_modern_blocks")
 NOTEBOOK = nbformat.read(SOURCE, as_version=4)
 SOLUTION_CELLS = handed_in_answers(NOTEBOOK)
-CLASSES = {"inception": "InceptionBlock", "basic": "BasicBlock", "bottleneck": "BottleneckBlock",
-           "separable": "DepthwiseSeparableConv", "se": "SqueezeExcitation"}
+CLASSES = {kind: block.name for kind, block in BLOCKS.items()}
 
 
 def namespace(**replaced) -> dict:

@@ -445,9 +445,9 @@ def _hidden(kind: str, count: int):
     return cases
 
 
-def _block_tests(kind: str, cls: str, cases, n_hidden: int, structure: str, forward: str) -> list[Test]:
+def _block_tests(kind: str, cases, n_hidden: int, structure: str, forward: str) -> list[Test]:
     """A block's three tests, in the notebook's order: its structure, its forward pass, its hidden cases."""
-    describe = f"describe_{kind}"
+    describe, cls = f"describe_{kind}", BLOCKS[kind].name
     return [
         Test(f"test_{kind}_structure", describe, f"{cls}, {structure}", fixed_cases(cases), _judge_structure(kind)),
         Test(f"test_{kind}_forward", describe, f"{cls}, {forward}", fixed_cases(cases), _judge_forward(kind)),
@@ -465,15 +465,15 @@ SPEC = LabSpec(
     guard=lambda: forbid_calls(ops={}, functions=REFERENCE_FUNCTIONS, why=NO_SHORTCUTS),
     tests=[
         test
-        for kind, cls, cases, n_hidden, structure, forward in [
-            ("inception", "InceptionBlock", INCEPTION, 3, "parameters and output shape", "forward pass"),
-            ("basic", "BasicBlock", BASIC, 4, "parameters, shortcut and output shape",
+        for kind, cases, n_hidden, structure, forward in [
+            ("inception", INCEPTION, 3, "parameters and output shape", "forward pass"),
+            ("basic", BASIC, 4, "parameters, shortcut and output shape",
              "forward pass in eval and train mode"),
-            ("bottleneck", "BottleneckBlock", BOTTLENECK, 4, "parameters, shortcut and output shape",
+            ("bottleneck", BOTTLENECK, 4, "parameters, shortcut and output shape",
              "forward pass in eval and train mode"),
-            ("separable", "DepthwiseSeparableConv", SEPARABLE, 3, "parameters and output shape", "forward pass"),
-            ("se", "SqueezeExcitation", SE, 3, "parameters and output shape", "forward pass"),
+            ("separable", SEPARABLE, 3, "parameters and output shape", "forward pass"),
+            ("se", SE, 3, "parameters and output shape", "forward pass"),
         ]
-        for test in _block_tests(kind, cls, cases, n_hidden, structure, forward)
+        for test in _block_tests(kind, cases, n_hidden, structure, forward)
     ],
 )
