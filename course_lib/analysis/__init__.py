@@ -14,6 +14,7 @@ from .receptive_field import (
     receptive_field,
     receptive_field_of,
 )
+from .segmentation import confusion_matrix, iou_per_class, mean_iou
 from .shapes import output_size
 from .stats import DEFAULT_LAYER_TYPES, activation_stats, gradient_stats, update_ratios
 from .timing import compare_timings, time_function
@@ -32,11 +33,14 @@ __all__ = [
     "activation_memory",
     "activation_stats",
     "compare_timings",
+    "confusion_matrix",
     "count_flops",
     "count_parameters",
     "deep_mlp",
     "empirical_receptive_field",
     "gradient_stats",
+    "iou_per_class",
+    "mean_iou",
     "graph_receptive_field",
     "output_size",
     "parameter_table",
