@@ -33,6 +33,9 @@ FORWARD = [
     ("lp_pool2d", CF.lp_pool2d, F.lp_pool2d, (2.0, 2), {}),
     ("adaptive_avg_pool2d", CF.adaptive_avg_pool2d, F.adaptive_avg_pool2d, ((4, 3),), {}),
     ("adaptive_max_pool2d", CF.adaptive_max_pool2d, F.adaptive_max_pool2d, ((4, 3),), {}),
+    # F.interpolate reads a 3-dim input as (N, C, L): give it the image as a batch of one.
+    ("upsample_nearest", CF.upsample_nearest,
+     lambda x, s: F.interpolate(x[None], scale_factor=s, mode="nearest")[0], (2,), {}),
 ]  # fmt: skip
 
 

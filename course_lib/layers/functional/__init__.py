@@ -24,6 +24,7 @@ normalization      batch_norm, layer_norm, group_norm, instance_norm,
 regularization     dropout, dropout_classic, drop_connect, drop_block2d, drop_path,
                    label_smoothing_cross_entropy
 activations        relu6, leaky_relu, prelu, elu, maxout
+upsampling         upsample_nearest, bed_of_nails (max_unpool2d and conv_transpose2d above)
 backward passes    conv2d_backward, col2im, max_pool2d_backward, avg_pool2d_backward,
                    batch_norm_backward
 =================  =====================================================================
@@ -64,6 +65,7 @@ from .regularization import (
     label_smoothing_cross_entropy,
 )
 from .transposed import conv_transpose2d
+from .upsampling import bed_of_nails, upsample_nearest
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -71,6 +73,7 @@ __all__ = [
     "avg_pool2d",
     "avg_pool2d_backward",
     "batch_norm",
+    "bed_of_nails",
     "batch_norm_backward",
     "col2im",
     "conv1d",
@@ -103,5 +106,6 @@ __all__ = [
     "resolve_padding",
     "spectral_norm",
     "stochastic_pool2d",
+    "upsample_nearest",
     "weight_norm",
 ]
