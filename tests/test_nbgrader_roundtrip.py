@@ -44,6 +44,8 @@ se_without_sigmoid = planted(
     "s = self.fc2(F.relu(self.fc1(z)))")
 # Lab 7's planted mistake: DropBlock's output not rescaled by numel / kept.
 block_not_rescaled = planted("drop_block", "    return x * mask * (mask.numel() / kept), mask", "    return x * mask, mask")
+# Lab 8's planted mistake: the skip connection cropped from the top-left corner instead of its centre.
+crop_from_corner = planted("center_crop", "top, left = (height - h) // 2, (width - w) // 2", "top, left = 0, 0")
 
 
 def script_in_written_answer(grade_id: str, code: str) -> str:
@@ -60,6 +62,7 @@ PLANTED = {
     "c1_not_padded": ("lab05_lenet", c1_not_padded),
     "se_without_sigmoid": ("lab06_modern_blocks", se_without_sigmoid),
     "block_not_rescaled": ("lab07_regularization", block_not_rescaled),
+    "crop_from_corner": ("lab08_segmentation", crop_from_corner),
 }
 
 
@@ -163,6 +166,8 @@ COSTS_ITS_TESTS_ONLY = [
      {"test_se_forward", "test_se_hidden"}, "the excitation has no sigmoid"),
     ("block_not_rescaled", "lab07_regularization",
      {"test_drop_block_output", "test_drop_block_hidden"}, "block mask not rescaled"),
+    ("crop_from_corner", "lab08_segmentation",
+     {"test_center_crop", "test_center_crop_hidden"}, "skip connection cropped from the top-left corner"),
 ]
 
 
