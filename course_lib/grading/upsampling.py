@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from ..layers.functional.upsampling import bed_of_nails, upsample_nearest
 from .checks import matches
 
 __all__ = [
@@ -194,9 +195,7 @@ def _fit(t: torch.Tensor, size) -> torch.Tensor:
 
 def _unpool_slips(x, indices, output_size):
     x = x.double()
-    nearest = x.repeat_interleave(2, -2).repeat_interleave(2, -1)
-    nails = torch.zeros_like(nearest)
-    nails[..., ::2, ::2] = x
+    nearest, nails = upsample_nearest(x, 2), bed_of_nails(x, 2)
     yield ("indices ignored: each value copied to the four pixels of its window (nearest-neighbour upsampling); "
            "max unpooling puts it back at the one position its maximum came from, zeros elsewhere",
            _fit(nearest, output_size))
@@ -241,7 +240,7 @@ def segnet_reference(x, w, unpool="indices", relu_decoder=True) -> torch.Tensor:
     def up(h, indices, size):
         if unpool == "indices":
             return unpool_reference(h, indices, size)
-        return _fit(h.repeat_interleave(2, -2).repeat_interleave(2, -1), size)
+        return _fit(upsample_nearest(h, 2), size)
 
     h1 = F.relu(conv("enc1", x.double()))
     p1, i1 = pool_reference(h1)
