@@ -97,8 +97,11 @@ with a hostile answer cell (as whichever user runs the tests: root in CI).
   is per user namespace (Linux >= 5.14). A fork bomb gets EAGAIN.
 * **Leftovers**: ``close()`` kills the sandbox's PID namespace (SIGKILL to its
   init, through a pidfd, then to bwrap): every process in it dies, daemons and
-  ``setsid`` children included. ``--die-with-parent``: if the grader dies, so
-  does the sandbox.
+  ``setsid`` children included, and returns only once the kernel has reaped
+  them all (the init's pidfd turns readable after every other process of the
+  namespace is gone), so nothing of the sandbox is still exiting when the next
+  submission starts. ``--die-with-parent``: if the grader dies, so does the
+  sandbox.
 * **Output**: the sandbox's stdout and stderr are pipes read while a request
   is in flight; at most ``output_kb`` KB per session are kept, the rest is read
   and dropped (counted in ``output_dropped``), so the grader's memory stays
@@ -825,7 +828,23 @@ class _Process:
             self.popen.wait(timeout=30)
         except subprocess.TimeoutExpired:  # should not happen: SIGKILL cannot be caught
             pass
+        self._wait_namespace_gone(timeout=30)
         self.close_fds()
+
+    def _wait_namespace_gone(self, timeout: float) -> None:
+        """Wait until the PID namespace's init has exited, i.e. every process in the namespace is reaped.
+
+        bwrap dies at once, but the kernel tears the namespace down afterwards: the worker may
+        still be freeing its memory and its children may be zombies for a while. A dying init
+        reaps every process of its namespace before it exits itself, and its pidfd turns
+        readable only then.
+        """
+        if self.ns_pidfd is None:
+            return  # never learned the init's pid: bwrap's --die-with-parent kills it, unwatched
+        try:
+            select.select([self.ns_pidfd], [], [], timeout)
+        except (OSError, ValueError):
+            pass
 
     def close_fds(self) -> None:
         try:
