@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from course_lib.data import (
     PHOTOS,
     SMALL_DATASETS,
     data_root,
+    in_mnist_frame,
     load_dataset,
     load_digits,
     load_mnist5k,
@@ -378,3 +380,48 @@ def test_mnist5k_is_read_once_and_every_split_is_an_independent_copy(monkeypatch
         assert second.x_train.max() <= 1.0  # ...must not reach the next caller
     finally:
         datasets._mnist5k_arrays.cache_clear()
+
+
+# --- in_mnist_frame --------------------------------------------------------------------------
+
+
+def test_in_mnist_frame_centres_the_resized_digit_in_a_zero_frame():
+    digits = load_digits().x_train[:50]
+    framed = in_mnist_frame(digits)
+    assert framed.shape == (50, 1, 28, 28) and framed.dtype == torch.float32
+    border = torch.ones(28, 28, dtype=torch.bool)
+    border[4:24, 4:24] = False
+    assert framed[:, :, border].abs().max() == 0  # nothing outside the central 20x20 box
+    # the box is the bilinear resize of the digit, computed independently with torchvision
+    import torchvision.transforms.v2.functional as TF
+
+    expected = TF.resize(digits, [20, 20], interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
+    torch.testing.assert_close(framed[:, :, 4:24, 4:24], expected, atol=1e-6, rtol=0)
+    # a blank page of ink fills exactly the box (bilinear weights sum to 1, up to float rounding)
+    inside = in_mnist_frame(torch.ones(1, 1, 8, 8))[0, 0, 4:24, 4:24]
+    torch.testing.assert_close(inside, torch.ones(20, 20), atol=1e-6, rtol=0)
+
+
+def test_in_mnist_frame_takes_other_sizes_and_channels():
+    images = torch.rand(3, 2, 5, 7)
+    framed = in_mnist_frame(images, digit_size=10, frame_size=16)
+    assert framed.shape == (3, 2, 16, 16)
+    assert framed[..., :3, :].abs().max() == 0 and framed[..., 13:, :].abs().max() == 0
+    assert torch.equal(in_mnist_frame(images, digit_size=16, frame_size=16),
+                       torch.nn.functional.interpolate(images, size=(16, 16), mode="bilinear"))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((torch.rand(1, 8, 8),), {}, "images must have shape (N, C, H, W)"),
+        ((torch.zeros(2, 1, 8, 8, dtype=torch.uint8),), {}, "images must be floats of shape (N, C, H, W), got torch.uint8"),
+        ((torch.rand(2, 1, 8, 8),), {"digit_size": 0}, "digit_size must be an int >= 1"),
+        ((torch.rand(2, 1, 8, 8),), {"frame_size": 19}, "frame_size must be an int >= 20"),
+        ((torch.rand(2, 1, 8, 8),), {"frame_size": 27}, "frame_size - digit_size must be even"),
+        (([[0.0]],), {}, "images must be a torch.Tensor"),
+    ],
+)
+def test_in_mnist_frame_names_bad_arguments(args, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        in_mnist_frame(*args, **kwargs)

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from .._checks import check_int, check_tensor
 from ..config import is_full_scale
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "load_dataset",
     "load_mnist5k",
     "load_digits",
+    "in_mnist_frame",
     "data_root",
 ]
 
@@ -139,6 +142,35 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> TensorSplit:
     bunch = sklearn_digits()
     x = bunch.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0  # pixel values are 0..16
     return _split("digits", x, bunch.target, _DIGIT_CLASSES, test_fraction, seed)
+
+
+def in_mnist_frame(images: torch.Tensor, *, digit_size: int = 20, frame_size: int = 28) -> torch.Tensor:
+    """Small digit images laid out as MNIST lays out its digits, so one network reads both.
+
+    MNIST scales each digit into a ``digit_size`` x ``digit_size`` box centred in a
+    ``frame_size`` x ``frame_size`` frame of zeros (20 in 28). This resizes every image
+    bilinearly to that box and pads it with zeros, e.g. the 8x8 scikit-learn digits to
+    (N, 1, 28, 28). The margin must be even, so the digit sits exactly in the centre.
+
+    Args:
+        images: (N, C, H, W) floats, e.g. ``load_digits().x_train``.
+        digit_size: side of the box the digit is scaled into, >= 1.
+        frame_size: side of the output, >= ``digit_size``, with ``frame_size - digit_size`` even.
+
+    Returns:
+        (N, C, frame_size, frame_size) images, zero outside the central box.
+    """
+    check_tensor("images", images, 4, "(N, C, H, W)")
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be floats of shape (N, C, H, W), got {images.dtype} of shape "
+                         f"{tuple(images.shape)}")
+    check_int("digit_size", digit_size, 1)
+    check_int("frame_size", frame_size, digit_size)
+    margin = frame_size - digit_size
+    if margin % 2:
+        raise ValueError(f"frame_size - digit_size must be even to centre the digit, got {frame_size} - {digit_size}")
+    box = F.interpolate(images, size=(digit_size, digit_size), mode="bilinear", align_corners=False)
+    return F.pad(box, (margin // 2,) * 4)
 
 
 def data_root() -> Path:
