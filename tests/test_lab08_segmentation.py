@@ -532,15 +532,18 @@ def test_the_lab_asks_the_sandbox_for_time_to_train():
 
 
 @pytest.mark.slow
-def test_the_solution_reaches_the_hidden_thresholds_on_another_seed_and_an_untrained_unet_does_not():
+@pytest.mark.parametrize("seed", [3, 12])
+def test_the_solution_reaches_the_hidden_thresholds_on_other_seeds_and_an_untrained_unet_does_not(seed):
+    # Seed 12: the solution's train with 12 epochs left two shapes confused there (mean IoU 0.67, both hidden tests
+    # failed; about one seed in twenty did so). With 16 epochs, 60 seeds measured: benchmarks/lab08_reliability.py.
     torch.set_num_threads(1)
     names = namespace()
-    (case,) = SPEC.test("test_iou_hidden_80").cases(3)
+    (case,) = SPEC.test("test_iou_hidden_80").cases(seed)
     start = time.perf_counter()
     predictions = names["train_and_segment"](*case.args)
     seconds = time.perf_counter() - start
     score = mean_iou(predictions, case.answers, 4)
-    print(f"\nlab08 solution, seed 3: mean IoU {score:.3f}, trained and predicted in {seconds:.1f} s")
+    print(f"\nlab08 solution, seed {seed}: mean IoU {score:.3f}, trained and predicted in {seconds:.1f} s")
     for grade_id in ("test_iou_hidden_70", "test_iou_hidden_80"):
         assert judge(grade_id, predictions, case) is None, judge(grade_id, predictions, case)
     untrained = namespace(train=lambda model, images, masks: None)["train_and_segment"](*case.args)
