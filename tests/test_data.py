@@ -415,7 +415,8 @@ def test_in_mnist_frame_takes_other_sizes_and_channels():
     ("args", "kwargs", "message"),
     [
         ((torch.rand(1, 8, 8),), {}, "images must have shape (N, C, H, W)"),
-        ((torch.zeros(2, 1, 8, 8, dtype=torch.uint8),), {}, "images must be floats of shape (N, C, H, W), got torch.uint8"),
+        ((torch.zeros(2, 1, 8, 8, dtype=torch.uint8),), {},
+         "images must be floats of shape (N, C, H, W), got torch.uint8"),
         ((torch.rand(2, 1, 8, 8),), {"digit_size": 0}, "digit_size must be an int >= 1"),
         ((torch.rand(2, 1, 8, 8),), {"frame_size": 19}, "frame_size must be an int >= 20"),
         ((torch.rand(2, 1, 8, 8),), {"frame_size": 27}, "frame_size - digit_size must be even"),
