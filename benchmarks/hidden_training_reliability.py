@@ -14,6 +14,7 @@ hidden test. Outside the sandbox: the numbers are the training's, not the gradin
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -28,8 +29,9 @@ def score(lab: str, value, answers) -> float:
     """What the lab's thresholds are about: accuracy for lab 5, mean IoU for lab 8."""
     if lab == "lab08_segmentation":
         from course_lib.analysis.segmentation import mean_iou
+        from course_lib.grading.labs.lab08_segmentation import CLASSES
 
-        return mean_iou(value, answers, 4)
+        return mean_iou(value, answers, CLASSES)
     return (value == answers).double().mean().item()
 
 
@@ -41,18 +43,25 @@ def hidden_training_tests(spec):
     return tests
 
 
-def run_seed(lab: str, seed: int) -> tuple[int, float, dict[str, bool], float]:
-    """(seed, score, {grade_id: passed}, seconds) of one hidden training run of the reference solution."""
+@functools.lru_cache(maxsize=None)
+def solution_kernel(lab: str):
+    """(spec, names): the lab's spec and the namespace its solution leaves; built once per worker process."""
     import nbformat
-    import torch
     from nbgrader_course import handed_in_answers, kernel_after
 
     from course_lib.grading.labs import get_spec
 
-    torch.set_num_threads(1)
     spec = get_spec(lab)
     source = REPO / "solutions" / lab / f"{lab}.ipynb"
-    names = kernel_after(spec.preamble, handed_in_answers(nbformat.read(source, as_version=4)))
+    return spec, kernel_after(spec.preamble, handed_in_answers(nbformat.read(source, as_version=4)))
+
+
+def run_seed(lab: str, seed: int) -> tuple[int, float, dict[str, bool], float]:
+    """(seed, score, {grade_id: passed}, seconds) of one hidden training run of the reference solution."""
+    import torch
+
+    torch.set_num_threads(1)
+    spec, names = solution_kernel(lab)
     tests = hidden_training_tests(spec)
     (case,) = tests[0].cases(seed)
     start = time.perf_counter()

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from .._checks import check_int, check_tensor
+from .._checks import check_int, check_rank
 from ..config import is_full_scale
 
 __all__ = [
@@ -160,10 +160,9 @@ def in_mnist_frame(images: torch.Tensor, *, digit_size: int = 20, frame_size: in
     Returns:
         (N, C, frame_size, frame_size) images, zero outside the central box.
     """
-    check_tensor("images", images, 4, "(N, C, H, W)")
-    if images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be floats of shape (N, C, H, W), got {images.dtype} of shape "
-                         f"{tuple(images.shape)}")
+    check_rank("images", images, 4, "(N, C, H, W)")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floats of shape (N, C, H, W), got {images.dtype}")
     check_int("digit_size", digit_size, 1)
     check_int("frame_size", frame_size, digit_size)
     margin = frame_size - digit_size
